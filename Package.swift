@@ -1,0 +1,75 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "sidestat",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sidestat", targets: ["sidestat"]),
+        .library(name: "SidestatServer", targets: ["SidestatServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // recvmmsg/sendmmsg are not exposed by the Glibc module: a tiny C shim.
+        .target(name: "CSidestat"),
+        // Wire format only: the zero-copy statsd/DogStatsD line parser and JS-compatible numbers.
+        .target(name: "SidestatProtocol", swiftSettings: swiftSettings),
+        // Per-shard metric tables, flush snapshots and timer statistics. No I/O.
+        .target(name: "SidestatAggregation", dependencies: ["SidestatProtocol"], swiftSettings: swiftSettings),
+        // The config.js evaluator (a safe JavaScript subset) and the typed, validated configuration.
+        .target(name: "SidestatConfiguration", dependencies: ["SidestatProtocol"], swiftSettings: swiftSettings),
+        // The Backend protocol and one folder per upstream.
+        .target(
+            name: "SidestatBackends",
+            dependencies: [
+                "SidestatAggregation", "SidestatConfiguration",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Listeners, management port, flush service and the composition root.
+        .target(
+            name: "SidestatServer",
+            dependencies: [
+                "CSidestat", "SidestatProtocol", "SidestatAggregation", "SidestatConfiguration", "SidestatBackends",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "sidestat",
+            dependencies: [
+                "SidestatServer", "SidestatConfiguration",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "SidestatProtocolTests", dependencies: ["SidestatProtocol"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SidestatAggregationTests", dependencies: ["SidestatAggregation"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SidestatConfigurationTests", dependencies: ["SidestatConfiguration"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SidestatServerTests",
+            dependencies: ["SidestatServer", "SidestatBackends"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

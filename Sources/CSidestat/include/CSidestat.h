@@ -1,0 +1,35 @@
+// Sidestat: a tiny C shim for what Swift's Glibc module does not expose.
+#ifndef CSIDESTAT_H
+#define CSIDESTAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// A batch receiver: `count` buffers of `size` bytes each, laid out back to back in `buffers`.
+/// Receives up to `count` datagrams with one recvmmsg(2) call and writes each datagram's length
+/// into `lengths`. `flags` is passed to recvmmsg (MSG_DONTWAIT for a non-blocking drain).
+/// Returns the number of datagrams, 0 on timeout or would-block, or -errno on error.
+int sidestat_recv_batch(int fd, uint8_t *buffers, size_t size, unsigned count, uint32_t *lengths, int flags);
+
+/// MSG_DONTWAIT, for Swift.
+int sidestat_msg_dontwait(void);
+
+/// Sends `count` datagrams (buffers back to back, `size` bytes apart, each `lengths[i]` long) with sendmmsg(2)
+/// to the already connected socket `fd`. Returns the number sent or -errno.
+int sidestat_send_batch(int fd, const uint8_t *buffers, size_t size, unsigned count, const uint32_t *lengths);
+
+/// Sets the kernel's name of the calling thread (at most 15 bytes are kept).
+void sidestat_set_thread_name(const char *name);
+
+/// Sets the process name seen by ps and top (prctl PR_SET_NAME on the main thread).
+void sidestat_set_process_name(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,63 @@
+#define _GNU_SOURCE
+#include "CSidestat.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define SIDESTAT_MAX_BATCH 256
+
+int sidestat_recv_batch(int fd, uint8_t *buffers, size_t size, unsigned count, uint32_t *lengths, int flags) {
+    struct mmsghdr msgs[SIDESTAT_MAX_BATCH];
+    struct iovec iovs[SIDESTAT_MAX_BATCH];
+    if (count > SIDESTAT_MAX_BATCH) count = SIDESTAT_MAX_BATCH;
+    memset(msgs, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned i = 0; i < count; i++) {
+        iovs[i].iov_base = buffers + (size_t)i * size;
+        iovs[i].iov_len = size;
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // MSG_WAITFORONE: block for the first datagram only, then take what is queued.
+    int n = recvmmsg(fd, msgs, count, flags | ((flags & MSG_DONTWAIT) ? 0 : MSG_WAITFORONE), NULL);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+        return -errno;
+    }
+    for (int i = 0; i < n; i++) lengths[i] = msgs[i].msg_len;
+    return n;
+}
+
+int sidestat_msg_dontwait(void) { return MSG_DONTWAIT; }
+
+int sidestat_send_batch(int fd, const uint8_t *buffers, size_t size, unsigned count, const uint32_t *lengths) {
+    struct mmsghdr msgs[SIDESTAT_MAX_BATCH];
+    struct iovec iovs[SIDESTAT_MAX_BATCH];
+    if (count > SIDESTAT_MAX_BATCH) count = SIDESTAT_MAX_BATCH;
+    memset(msgs, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned i = 0; i < count; i++) {
+        iovs[i].iov_base = (void *)(buffers + (size_t)i * size);
+        iovs[i].iov_len = lengths[i];
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = sendmmsg(fd, msgs, count, 0);
+    return n < 0 ? -errno : n;
+}
+
+void sidestat_set_thread_name(const char *name) {
+    char buf[16];
+    strncpy(buf, name, sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = 0;
+    pthread_setname_np(pthread_self(), buf);
+}
+
+void sidestat_set_process_name(const char *name) {
+    char buf[16];
+    strncpy(buf, name, sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = 0;
+    prctl(PR_SET_NAME, buf, 0, 0, 0);
+}

@@ -1,0 +1,172 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import SidestatProtocol
+import Synchronization
+
+/// One ingest shard: a metric store, the parser that feeds it, and the lock that guards both.
+///
+/// A UDP reader thread owns one shard and takes its lock once per receive batch, so the lock is uncontended
+/// except at the flush tick, when the flusher takes the interval's aggregates out in one short critical section.
+public final class IngestShard: Sendable {
+    struct State: ~Copyable {
+        var store: MetricStore
+        let parser: StatsdLineParser
+    }
+
+    private let state: Mutex<State>
+
+    init(sanitizeKeys: Bool, deleteGauges: Bool, gaugesMaxTTL: Int, keyFlush: Bool) {
+        var store = MetricStore()
+        store.deleteGauges = deleteGauges
+        store.gaugesMaxTTL = gaugesMaxTTL
+        if keyFlush { store.keyCounts = ByteKeyTable<Int>() }
+        self.state = Mutex(State(store: store, parser: StatsdLineParser(sanitizeKeys: sanitizeKeys)))
+    }
+
+    /// What a receive batch leaves for the caller to report outside the lock.
+    public struct BatchReport: Sendable {
+        /// Bad values in the batch (`bad_lines_seen`).
+        public var badLines = 0
+        /// Their log messages, capped; nil when there is nothing to log.
+        public var badLineMessages: (lines: [String], suppressed: Int)? = nil
+    }
+
+    /// Parses and aggregates a batch of datagrams under one lock acquisition.
+    /// `body` is called with an `ingest` function to call once per datagram.
+    public func withBatch(
+        sequence: UInt64, _ body: (_ ingest: (UnsafeRawBufferPointer) -> Void) throws -> Void
+    ) rethrows -> BatchReport {
+        try self.withState { store, parser in
+            store.beginBatch(sequence: sequence)
+            let badBefore = store.badLinesSeen
+            try body { datagram in
+                store.packetsReceived += 1
+                parser.parse(datagram, into: &store)
+            }
+            var report = BatchReport()
+            report.badLines = store.badLinesSeen - badBefore
+            if report.badLines > 0 { report.badLineMessages = store.takeBadLines() }
+            return report
+        }
+    }
+
+    func withState<R>(_ body: (inout MetricStore, StatsdLineParser) throws -> R) rethrows -> R {
+        try self.state.withLock { state in try body(&state.store, state.parser) }
+    }
+
+    func withStore<R>(_ body: (inout MetricStore) throws -> R) rethrows -> R {
+        try self.state.withLock { state in try body(&state.store) }
+    }
+
+    func reconfigure(sanitizeKeys: Bool, deleteGauges: Bool, gaugesMaxTTL: Int) {
+        self.state.withLock { state in
+            state.parser.sanitizeKeys = sanitizeKeys
+            state.store.deleteGauges = deleteGauges
+            state.store.gaugesMaxTTL = gaugesMaxTTL
+        }
+    }
+}
+
+/// All ingest shards of a daemon, and the operations that span them: the flush snapshot, management dumps
+/// and deletes.
+public final class Aggregator: Sendable {
+    public let shards: [IngestShard]
+    private let sequence = Atomic<UInt64>(1)
+
+    /// - Parameter shardCount: one per ingest thread (UDP readers, plus one shared by stream listeners).
+    public init(
+        shardCount: Int, sanitizeKeys: Bool = true, deleteGauges: Bool = false, gaugesMaxTTL: Int = 1,
+        keyFlush: Bool = false
+    ) {
+        self.shards = (0..<max(1, shardCount)).map { _ in
+            IngestShard(
+                sanitizeKeys: sanitizeKeys, deleteGauges: deleteGauges, gaugesMaxTTL: gaugesMaxTTL, keyFlush: keyFlush)
+        }
+    }
+
+    /// A number that grows with every receive batch, across shards: gauge writes carry it.
+    public func nextSequence() -> UInt64 {
+        self.sequence.wrappingAdd(1, ordering: .relaxed).newValue
+    }
+
+    /// Ingests one buffer (a datagram, or complete TCP lines) into `shard`: one lock acquisition.
+    @discardableResult
+    public func ingest(_ datagram: UnsafeRawBufferPointer, shard: Int) -> IngestShard.BatchReport {
+        self.shards[shard].withBatch(sequence: self.nextSequence()) { ingest in ingest(datagram) }
+    }
+
+    /// Takes every shard's interval and merges them: the flush tick.
+    public func takeSnapshot(policy: RetentionPolicy) -> MetricSnapshot {
+        MetricSnapshot.merge(self.shards.map { $0.withStore { $0.takeSnapshot(policy: policy) } })
+    }
+
+    /// The current interval's aggregates without resetting them (management dumps).
+    public func peek() -> MetricSnapshot {
+        MetricSnapshot.merge(self.shards.map { $0.withStore { $0.peek() } })
+    }
+
+    /// Bad lines recorded since the last call, from every shard.
+    public func takeBadLines() -> (lines: [String], suppressed: Int) {
+        var lines: [String] = []
+        var suppressed = 0
+        for shard in self.shards {
+            if let taken = shard.withStore({ $0.takeBadLines() }) {
+                lines += taken.lines
+                suppressed += taken.suppressed
+            }
+        }
+        return (lines, suppressed)
+    }
+
+    /// Key line counts since the last call (statsd's `keyFlush`), merged across shards.
+    public func takeKeyCounts() -> [(key: String, count: Int)] {
+        var merged: [String: Int] = [:]
+        var order: [String] = []
+        for shard in self.shards {
+            shard.withStore { store in
+                guard var table = store.keyCounts else { return }
+                for index in 0..<table.count {
+                    let key = table.keyString(at: index)
+                    if merged[key] == nil { order.append(key) }
+                    merged[key, default: 0] += table[valueAt: index]
+                }
+                table.removeAll()
+                store.keyCounts = table
+            }
+        }
+        return order.map { ($0, merged[$0]!) }
+    }
+
+    /// statsd's `delcounters`/`deltimers`/`delgauges`: deletes by name or by `folder.*` in every shard.
+    public func delete(kind: MetricKind, matching name: String) -> [String] {
+        var deleted: [String] = []
+        var seen = Set<String>()
+        for shard in self.shards {
+            for key in shard.withStore({ $0.delete(kind: kind, matching: name) }) where seen.insert(key).inserted {
+                deleted.append(key)
+            }
+        }
+        return deleted
+    }
+
+    /// Sets statsd's own counters (`packets_received`, `metrics_received`, `bad_lines_seen`) back to 0.
+    public func resetInternalCounters() {
+        for shard in self.shards {
+            shard.withStore { store in
+                store.packetsReceived = 0
+                store.metricsReceived = 0
+                store.badLinesSeen = 0
+            }
+        }
+    }
+
+    /// Applies settings that a configuration reload may change.
+    public func reconfigure(sanitizeKeys: Bool, deleteGauges: Bool, gaugesMaxTTL: Int) {
+        for shard in self.shards {
+            shard.reconfigure(sanitizeKeys: sanitizeKeys, deleteGauges: deleteGauges, gaugesMaxTTL: gaugesMaxTTL)
+        }
+    }
+}

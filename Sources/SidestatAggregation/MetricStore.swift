@@ -1,0 +1,263 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import SidestatProtocol
+
+/// What happens to each kind of metric after a flush (Etsy statsd's `delete*` options).
+public struct RetentionPolicy: Sendable, Hashable {
+    public var deleteCounters = false
+    public var deleteTimers = false
+    public var deleteSets = false
+    public var deleteGauges = false
+    /// Flushes a gauge is still sent after its last write, when `deleteGauges` is on.
+    public var gaugesMaxTTL = 1
+
+    public init() {}
+}
+
+/// A timer's samples for the current interval. The first sample is stored inline, so a timer that receives one
+/// sample per interval never allocates; the array keeps its capacity across intervals.
+public struct TimerAccumulator: Sendable {
+    var first: Double = 0
+    var more: [Double] = []
+    var sampleCount = 0
+    var weightedCount: Double = 0
+
+    init() {}
+
+    mutating func add(_ value: Double, sampleRate: Double) {
+        if self.sampleCount == 0 {
+            self.first = value
+        } else {
+            self.more.append(value)
+        }
+        self.sampleCount += 1
+        self.weightedCount += 1 / sampleRate
+    }
+
+    mutating func reset() {
+        self.sampleCount = 0
+        self.weightedCount = 0
+        // Keep small buffers (no allocation next interval); give large ones back.
+        self.more.removeAll(keepingCapacity: self.more.capacity <= 1024)
+    }
+}
+
+public struct GaugeState: Sendable {
+    var value: Double
+    var ttl: Int
+    var updated: UInt64
+}
+
+/// One ingest shard's metrics: statsd's `counters`, `timers`, `gauges` and `sets` objects, keyed by bytes.
+///
+/// Keys persist across flushes as in Etsy statsd (an idle counter is sent as 0) unless the retention policy
+/// deletes them. A known key costs no allocation per line. Not thread-safe: a shard wraps it in a lock and
+/// holds that lock for a whole receive batch.
+public struct MetricStore: StatsdSampleSink, Sendable {
+    public var counters = ByteKeyTable<Double>()
+    public var timers = ByteKeyTable<TimerAccumulator>()
+    public var gauges = ByteKeyTable<GaugeState>()
+    public var sets = ByteKeyTable<ByteKeyTable<Void>>()
+
+    public var packetsReceived = 0
+    public var metricsReceived = 0
+    public var badLinesSeen = 0
+
+    /// Gauge writes set the time-to-live when gauges are deleted after `gaugesMaxTTL` idle flushes.
+    public var deleteGauges = false
+    public var gaugesMaxTTL = 1
+    /// A write sequence shared by all shards of a process, so shards can tell which gauge write is newer.
+    var writeSequence: UInt64 = 0
+
+    /// Per-key line counts for statsd's `keyFlush` report, when it is on.
+    public var keyCounts: ByteKeyTable<Int>? = nil
+
+    /// The latest bad lines, for the server to log (capped; the count is `badLinesSeen`).
+    public var recentBadLines: [String] = []
+    public var suppressedBadLines = 0
+    public static let badLineLogLimit = 20
+
+    public init() {}
+
+    /// Marks the start of a receive batch: gauge writes in it are stamped with `sequence`.
+    public mutating func beginBatch(sequence: UInt64) {
+        self.writeSequence = sequence
+    }
+
+    // MARK: - StatsdSampleSink
+
+    public mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {
+        self.metricsReceived += 1
+        if self.keyCounts != nil {
+            let index = self.keyCounts!.findOrInsert(key) { 0 }
+            self.keyCounts![valueAt: index] += 1
+        }
+    }
+
+    public mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        let index = self.counters.findOrInsert(key) { 0 }
+        self.counters[valueAt: index] += value * (1 / sampleRate)
+    }
+
+    public mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        let index = self.timers.findOrInsert(key) { TimerAccumulator() }
+        self.timers[valueAt: index].add(value, sampleRate: sampleRate)
+    }
+
+    public mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) {
+        let ttl = self.gaugesMaxTTL
+        let sequence = self.writeSequence
+        if let index = self.gauges.find(key) {
+            let current = self.gauges[valueAt: index].value
+            // statsd adds a signed value only to a gauge that is set and not 0; otherwise the value replaces it.
+            self.gauges[valueAt: index].value = (isDelta && current != 0) ? current + value : value
+            self.gauges[valueAt: index].ttl = ttl
+            self.gauges[valueAt: index].updated = sequence
+        } else {
+            _ = self.gauges.findOrInsert(key) { GaugeState(value: value, ttl: ttl, updated: sequence) }
+        }
+    }
+
+    public mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) {
+        let index = self.sets.findOrInsert(key) { ByteKeyTable<Void>() }
+        _ = self.sets[valueAt: index].findOrInsert(member) { () }
+    }
+
+    public mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {
+        self.badLinesSeen += 1
+        if self.recentBadLines.count < Self.badLineLogLimit {
+            // statsd's message: the value's fields joined by ',', then the whole line.
+            let joined = String(decoding: fields.map { $0 == UInt8(ascii: "|") ? UInt8(ascii: ",") : $0 }, as: UTF8.self)
+            let text = String(decoding: line, as: UTF8.self)
+            self.recentBadLines.append("Bad line: \(joined) in msg \"\(text)\"")
+        } else {
+            self.suppressedBadLines += 1
+        }
+    }
+
+    // MARK: - Flush
+
+    /// Copies the interval's aggregates into a snapshot and starts the next interval, applying `policy`.
+    public mutating func takeSnapshot(policy: RetentionPolicy) -> MetricSnapshot {
+        let snapshot = self.peek()
+        if policy.deleteCounters {
+            self.counters.removeAll()
+        } else {
+            for index in 0..<self.counters.count { self.counters[valueAt: index] = 0 }
+        }
+        if policy.deleteTimers {
+            self.timers.removeAll()
+        } else {
+            for index in 0..<self.timers.count { self.timers[valueAt: index].reset() }
+        }
+        if policy.deleteSets {
+            self.sets.removeAll()
+        } else {
+            for index in 0..<self.sets.count { self.sets[valueAt: index].removeAll() }
+        }
+        if policy.deleteGauges {
+            self.gauges.removeAll { _, gauge in
+                gauge.ttl -= 1
+                return gauge.ttl < 1
+            }
+        }
+        self.packetsReceived = 0
+        self.metricsReceived = 0
+        self.badLinesSeen = 0
+        return snapshot
+    }
+
+    /// A copy of the current interval's aggregates, leaving them in place (for management dumps).
+    public func peek() -> MetricSnapshot {
+        var snapshot = MetricSnapshot()
+        snapshot.bytes.reserveCapacity(
+            self.counters.arena.count + self.timers.arena.count + self.gauges.arena.count + self.sets.arena.count)
+        snapshot.counters.reserveCapacity(self.counters.count)
+        for index in 0..<self.counters.count {
+            let key = self.counters.withKey(at: index) { snapshot.store($0) }
+            snapshot.counters.append(.init(key: key, value: self.counters[valueAt: index]))
+        }
+        snapshot.timers.reserveCapacity(self.timers.count)
+        for index in 0..<self.timers.count {
+            let key = self.timers.withKey(at: index) { snapshot.store($0) }
+            let timer = self.timers[valueAt: index]
+            let start = snapshot.timerSamples.count
+            if timer.sampleCount > 0 {
+                snapshot.timerSamples.append(timer.first)
+                snapshot.timerSamples.append(contentsOf: timer.more)
+            }
+            snapshot.timers.append(
+                .init(key: key, samples: start..<snapshot.timerSamples.count, count: timer.weightedCount))
+        }
+        snapshot.gauges.reserveCapacity(self.gauges.count)
+        for index in 0..<self.gauges.count {
+            let key = self.gauges.withKey(at: index) { snapshot.store($0) }
+            let gauge = self.gauges[valueAt: index]
+            snapshot.gauges.append(.init(key: key, value: gauge.value, updated: gauge.updated))
+        }
+        snapshot.sets.reserveCapacity(self.sets.count)
+        for index in 0..<self.sets.count {
+            let key = self.sets.withKey(at: index) { snapshot.store($0) }
+            let members = self.sets[valueAt: index]
+            let start = snapshot.setMembers.count
+            for member in 0..<members.count {
+                let range = members.withKey(at: member) { snapshot.store($0) }
+                snapshot.setMembers.append(range)
+            }
+            snapshot.sets.append(.init(key: key, members: start..<snapshot.setMembers.count))
+        }
+        snapshot.packetsReceived = self.packetsReceived
+        snapshot.metricsReceived = self.metricsReceived
+        snapshot.badLinesSeen = self.badLinesSeen
+        return snapshot
+    }
+
+    /// Takes the bad lines recorded since the last call (for logging outside the lock).
+    public mutating func takeBadLines() -> (lines: [String], suppressed: Int)? {
+        guard !self.recentBadLines.isEmpty || self.suppressedBadLines > 0 else { return nil }
+        defer {
+            self.recentBadLines.removeAll()
+            self.suppressedBadLines = 0
+        }
+        return (self.recentBadLines, self.suppressedBadLines)
+    }
+
+    // MARK: - Management
+
+    /// Deletes the keys of `kind` named `name`, or starting with `name` minus its `*` when it ends in `.*`
+    /// (statsd's `delcounters`). Returns the deleted keys in statsd's order: the exact match, then the others.
+    public mutating func delete(kind: MetricKind, matching name: String) -> [String] {
+        switch kind {
+        case .counter: return Self.delete(&self.counters, matching: name)
+        case .timer: return Self.delete(&self.timers, matching: name)
+        case .gauge: return Self.delete(&self.gauges, matching: name)
+        case .set: return Self.delete(&self.sets, matching: name)
+        }
+    }
+
+    static func delete<Value>(_ table: inout ByteKeyTable<Value>, matching name: String) -> [String] {
+        var exact: [String] = []
+        var byPrefix: [String] = []
+        let folder: [UInt8]? = name.hasSuffix(".*") ? Array(name.utf8.dropLast()) : nil
+        let nameBytes = Array(name.utf8)
+        var toRemove = Set<Int>()
+        for index in 0..<table.count {
+            let key = table.withKey(at: index) { Array($0) }
+            if key == nameBytes {
+                exact.append(name)
+                toRemove.insert(index)
+            }
+            if let folder, key.starts(with: folder) {
+                byPrefix.append(String(decoding: key, as: UTF8.self))
+                toRemove.insert(index)
+            }
+        }
+        if !toRemove.isEmpty {
+            table.removeAll { index, _ in toRemove.contains(index) }
+        }
+        return exact + byPrefix
+    }
+}

@@ -1,0 +1,111 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import SidestatAggregation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Etsy statsd's console backend: prints each flush the way `console.log` prints statsd's metrics object.
+public struct ConsoleBackend: MetricsBackend {
+    public let name = "console"
+    let output: any TextOutput
+    let prettyPrint: Bool
+    let startupTime: Double
+
+    public init(output: any TextOutput, prettyPrint: Bool, startupTime: Double) {
+        self.output = output
+        self.prettyPrint = prettyPrint
+        self.startupTime = startupTime
+    }
+
+    public func status() -> [(name: String, value: Double)] {
+        // statsd's console backend never updates these.
+        [("lastFlush", self.startupTime), ("lastException", self.startupTime)]
+    }
+
+    public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
+        let text =
+            "Flushing stats at \(Self.dateString(unixSeconds: data.timestamp))\n"
+            + NodeInspect.format(Self.inspectValue(data), depth: self.prettyPrint ? 5 : 2) + "\n"
+        self.output.write(text)
+    }
+
+    /// The object statsd's console backend logs: counters, timers (raw samples), gauges, timer_data,
+    /// counter_rates, sets (members) and pctThreshold.
+    static func inspectValue(_ data: FlushData) -> InspectValue {
+        let snapshot = data.snapshot
+        let seconds = Double(data.flushIntervalMilliseconds) / 1000
+        var counters: [(String, InspectValue)] = []
+        var rates: [(String, InspectValue)] = []
+        for counter in snapshot.counters {
+            let key = snapshot.string(counter.key)
+            counters.append((key, .number(counter.value)))
+            rates.append((key, .number(counter.value / seconds)))
+        }
+        var timers: [(String, InspectValue)] = []
+        var timerData: [(String, InspectValue)] = []
+        var calculator = TimerStatisticsCalculator(configuration: data.timerStatistics)
+        snapshot.timerSamples.withUnsafeBufferPointer { all in
+            for timer in snapshot.timers {
+                let key = snapshot.string(timer.key)
+                let samples = UnsafeBufferPointer(rebasing: all[timer.samples])
+                timers.append((key, .array(samples.map { .number($0) })))
+                var statistics: [(String, InspectValue)] = []
+                var histogram: [(String, InspectValue)] = []
+                snapshot.withBytes(timer.key) { keyBytes in
+                    calculator.forEachStatistic(samples: samples, count: timer.count, key: keyBytes) {
+                        name, subname, value in
+                        if let subname {
+                            if histogram.isEmpty { statistics.append(("histogram", .object([]))) }
+                            histogram.append((subname, .number(value)))
+                        } else {
+                            statistics.append((name, .number(value)))
+                        }
+                    }
+                }
+                if let index = statistics.firstIndex(where: { $0.0 == "histogram" }) {
+                    statistics[index].1 = .object(histogram)
+                }
+                timerData.append((key, .object(statistics)))
+            }
+        }
+        let gauges = snapshot.gauges.map { (snapshot.string($0.key), InspectValue.number($0.value)) }
+        let sets = snapshot.sets.map { set in
+            (snapshot.string(set.key), InspectValue.array(snapshot.setMembers[set.members].map { .string(snapshot.string($0)) }))
+        }
+        return .object([
+            ("counters", .object(counters)),
+            ("timers", .object(timers)),
+            ("gauges", .object(gauges)),
+            ("timer_data", .object(timerData)),
+            ("counter_rates", .object(rates)),
+            ("sets", .object(sets)),
+            ("pctThreshold", .array(data.percentThreshold.map { .number($0) })),
+        ])
+    }
+
+    /// JavaScript's `Date.prototype.toString()`: `Thu Nov 26 2026 08:43:22 GMT+0000 (Coordinated Universal Time)`.
+    public static func dateString(unixSeconds: Int) -> String {
+        var time = time_t(unixSeconds)
+        var parts = tm()
+        localtime_r(&time, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let offset = parts.tm_gmtoff / 60
+        let sign = offset < 0 ? "-" : "+"
+        let hours = abs(offset) / 60
+        let minutes = abs(offset) % 60
+        let zoneName = parts.tm_zone.map { String(cString: $0) } ?? "UTC"
+        let longName = (zoneName == "UTC" || zoneName == "GMT") ? "Coordinated Universal Time" : zoneName
+        return "\(days[Int(parts.tm_wday)]) \(months[Int(parts.tm_mon)]) \(two(parts.tm_mday)) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT\(sign)\(two(Int32(hours)))\(two(Int32(minutes))) (\(longName))"
+    }
+}

@@ -1,0 +1,519 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import SidestatProtocol
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension DaemonConfiguration {
+    /// The keys statsd reads, plus Sidestat's own; anything else gets a warning.
+    static let knownKeys: Set<String> = [
+        "port", "address", "address_ipv6", "server", "servers", "socket", "socket_mod", "mgmt_port", "mgmt_address",
+        "backends", "flushInterval", "percentThreshold", "histogram", "calculatedTimerMetrics", "deleteIdleStats",
+        "deleteCounters", "deleteTimers", "deleteSets", "deleteGauges", "gaugesMaxTTL", "prefixStats",
+        "keyNameSanitize", "dumpMessages", "keyFlush", "debug", "debugInterval", "title", "healthStatus", "log",
+        "automaticConfigReload", "graphiteHost", "graphitePort", "graphitePicklePort", "graphiteProtocol", "graphite",
+        "flush_counts", "console", "repeater", "repeaterProtocol",
+        // Sidestat
+        "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes",
+    ]
+
+    static let backendAliases: [String: BackendKind] = [
+        "./backends/graphite": .graphite, "graphite": .graphite, "./backends/graphite.js": .graphite,
+        "./backends/console": .console, "console": .console, "./backends/console.js": .console,
+    ]
+
+    /// Reads a statsd configuration file (`config.js` or JSON).
+    /// - Returns: the configuration and the warnings to log (unknown keys, values statsd silently corrects).
+    public static func load(
+        path: String, environment: [String: String]
+    ) throws -> (configuration: DaemonConfiguration, warnings: [String]) {
+        let source: String
+        do {
+            source = try Self.readFile(path)
+        } catch {
+            throw ConfigurationError(file: path, problems: [.init(key: "(file)", message: "\(error)")])
+        }
+        let value: JSValue
+        do {
+            value = try ConfigScript.evaluate(source, environment: environment)
+        } catch {
+            throw ConfigurationError(file: path, problems: [.init(key: "(syntax)", message: error.description)])
+        }
+        guard case .object(let object) = value else {
+            throw ConfigurationError(
+                file: path,
+                problems: [.init(key: "(file)", message: "must evaluate to an object, got \(value.typeDescription)")])
+        }
+        var result = try Self.from(object, file: path)
+        result.configuration.path = path
+        return result
+    }
+
+    static func readFile(_ path: String) throws -> String {
+        guard let file = fopen(path, "rb") else {
+            throw FileError(message: "cannot read the file: \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = fread(&chunk, 1, chunk.count, file)
+            if count <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    struct FileError: Error, CustomStringConvertible {
+        var message: String
+        var description: String { self.message }
+    }
+
+    /// Builds a configuration from an evaluated config object, collecting every problem before failing.
+    public static func from(
+        _ object: JSObject, file: String? = nil
+    ) throws -> (configuration: DaemonConfiguration, warnings: [String]) {
+        var reader = Reader()
+        var c = DaemonConfiguration()
+        c.source = object
+
+        for key in object.keys where !Self.knownKeys.contains(key) {
+            reader.warnings.append("unknown configuration key \"\(key)\" is ignored")
+        }
+
+        // Listeners: `servers`, or the top level as the only one.
+        func listener(_ value: JSObject, prefix: String) -> ListenerConfiguration {
+            var l = ListenerConfiguration()
+            if let server = reader.string(value["server"], key: prefix + "server") {
+                switch server {
+                case "./servers/udp", "udp", "./servers/udp.js": l.transport = .udp
+                case "./servers/tcp", "tcp", "./servers/tcp.js": l.transport = .tcp
+                default:
+                    reader.problem(prefix + "server", "must be \"./servers/udp\" or \"./servers/tcp\", got \"\(server)\"")
+                }
+            }
+            l.ipv6 = reader.bool(value["address_ipv6"], key: prefix + "address_ipv6") ?? false
+            if l.ipv6 { l.address = "::1" }
+            if let address = reader.string(value["address"], key: prefix + "address") { l.address = address }
+            if let port = reader.integer(value["port"], key: prefix + "port", in: 0...65_535, falsyDefault: 8125) {
+                l.port = port
+            }
+            l.unixSocket = reader.string(value["socket"], key: prefix + "socket")
+            if l.unixSocket != nil { l.transport = .tcp }
+            if case .undefined = value["socket_mod"] {
+            } else if let mode = reader.integer(value["socket_mod"], key: prefix + "socket_mod", in: 0...0o7777) {
+                l.unixSocketMode = mode
+            }
+            return l
+        }
+        switch object["servers"] {
+        case .undefined, .null:
+            c.listeners = [listener(object, prefix: "")]
+        case .array(let items) where !items.isEmpty:
+            c.listeners = items.enumerated().compactMap { index, item in
+                guard case .object(let server) = item else {
+                    reader.problem("servers[\(index)]", "must be an object like {server: \"./servers/udp\", port: 8125}")
+                    return nil
+                }
+                return listener(server, prefix: "servers[\(index)].")
+            }
+        default:
+            reader.problem("servers", "must be a non-empty array of listener objects, got \(object["servers"].typeDescription)")
+        }
+
+        if let address = reader.string(object["mgmt_address"], key: "mgmt_address") { c.managementAddress = address }
+        if let port = reader.integer(object["mgmt_port"], key: "mgmt_port", in: 0...65_535, falsyDefault: 8126) {
+            c.managementPort = port
+        }
+
+        switch object["backends"] {
+        case .undefined, .null:
+            break
+        case .array(let items):
+            c.backends = []
+            c.backendNames = []
+            for (index, item) in items.enumerated() {
+                guard case .string(let name) = item, let kind = Self.backendAliases[name] else {
+                    reader.problem(
+                        "backends[\(index)]",
+                        "must be \"./backends/graphite\" or \"./backends/console\", got \(item.typeDescription)")
+                    continue
+                }
+                if !c.backends.contains(kind) {
+                    c.backends.append(kind)
+                    c.backendNames.append(kind.rawValue)
+                }
+            }
+        default:
+            reader.problem("backends", "must be an array of backend names, got \(object["backends"].typeDescription)")
+        }
+
+        if let interval = reader.integer(
+            object["flushInterval"], key: "flushInterval", in: 1...86_400_000, falsyDefault: 10_000)
+        {
+            c.flushIntervalMilliseconds = interval
+        }
+
+        // percentThreshold: a number or a list; falsy means 90 (statsd's `|| 90`).
+        let thresholds: [JSValue]
+        switch object["percentThreshold"] {
+        case .array(let items): thresholds = items
+        case let value where !value.truthy: thresholds = [.number(90)]
+        case let value: thresholds = [value]
+        }
+        c.percentThreshold = []
+        for (index, value) in thresholds.enumerated() {
+            let key = thresholds.count == 1 && !(object["percentThreshold"].isArray) ? "percentThreshold" : "percentThreshold[\(index)]"
+            guard let number = reader.number(value, key: key) else { continue }
+            // DEVIATIONS #9: statsd emits NaN or drops metrics for these.
+            if number == 0 || number > 100 || number <= -100 {
+                reader.problem(key, "must be above -100 and at most 100, and not 0, got \(JSNumber.string(number))")
+                continue
+            }
+            c.percentThreshold.append(number)
+        }
+
+        switch object["histogram"] {
+        case .undefined, .null:
+            break
+        case .array(let rules):
+            for (index, rule) in rules.enumerated() {
+                guard case .object(let ruleObject) = rule else {
+                    reader.problem("histogram[\(index)]", "must be an object like {metric: \"foo\", bins: [10, \"inf\"]}")
+                    continue
+                }
+                let metric = reader.string(ruleObject["metric"], key: "histogram[\(index)].metric") ?? ""
+                guard case .array(let bins) = ruleObject["bins"] else {
+                    reader.problem("histogram[\(index)].bins", "must be an array of numbers or \"inf\"")
+                    continue
+                }
+                var parsed: [HistogramRule.Bin] = []
+                for (binIndex, bin) in bins.enumerated() {
+                    let key = "histogram[\(index)].bins[\(binIndex)]"
+                    switch bin {
+                    case .string("inf"):
+                        parsed.append(.init(limit: nil, text: "inf"))
+                    case .number(let value) where value.isFinite:
+                        parsed.append(.init(limit: value, text: JSNumber.string(value)))
+                    case .string(let text) where JSValue.string(text).numberValue.isFinite && !text.isEmpty:
+                        parsed.append(.init(limit: JSValue.string(text).numberValue, text: text))
+                    default:
+                        reader.problem(key, "must be a number or \"inf\", got \(bin.typeDescription)")
+                    }
+                }
+                c.histogram.append(HistogramRule(metric: metric, bins: parsed))
+            }
+        default:
+            reader.problem("histogram", "must be an array of {metric, bins} objects")
+        }
+
+        switch object["calculatedTimerMetrics"] {
+        case .undefined, .null:
+            break
+        case .array(let names):
+            for (index, name) in names.enumerated() {
+                if let text = reader.string(name, key: "calculatedTimerMetrics[\(index)]") {
+                    c.calculatedTimerMetrics.append(text)
+                }
+            }
+        default:
+            reader.problem("calculatedTimerMetrics", "must be an array of statistic names such as \"mean\", \"upper_percent\"")
+        }
+
+        // deleteIdleStats turns the four on unless each is set on its own.
+        c.deleteIdleStats = reader.bool(object["deleteIdleStats"], key: "deleteIdleStats") ?? false
+        c.deleteCounters = reader.bool(object["deleteCounters"], key: "deleteCounters") ?? c.deleteIdleStats
+        c.deleteTimers = reader.bool(object["deleteTimers"], key: "deleteTimers") ?? c.deleteIdleStats
+        c.deleteSets = reader.bool(object["deleteSets"], key: "deleteSets") ?? c.deleteIdleStats
+        c.deleteGauges = reader.bool(object["deleteGauges"], key: "deleteGauges") ?? c.deleteIdleStats
+
+        // statsd forces anything but an integer above 1 to 1, silently: keep that, with a warning.
+        switch object["gaugesMaxTTL"] {
+        case .undefined:
+            c.gaugesMaxTTL = 1
+        case .number(let ttl) where ttl == ttl.rounded() && ttl > 1 && ttl < 1e9:
+            c.gaugesMaxTTL = Int(ttl)
+        case let value:
+            c.gaugesMaxTTL = 1
+            reader.warnings.append("gaugesMaxTTL: \(value.typeDescription) is not an integer above 1; using 1, as statsd does")
+        }
+
+        if let prefix = reader.string(object["prefixStats"], key: "prefixStats") { c.prefixStats = prefix }
+        c.keyNameSanitize = reader.bool(object["keyNameSanitize"], key: "keyNameSanitize") ?? true
+        c.dumpMessages = reader.bool(object["dumpMessages"], key: "dumpMessages") ?? false
+        c.debug = reader.bool(object["debug"], key: "debug") ?? false
+        c.automaticConfigReload = reader.bool(object["automaticConfigReload"], key: "automaticConfigReload") ?? true
+
+        if case .object(let keyFlush) = object["keyFlush"] {
+            if let interval = reader.integer(keyFlush["interval"], key: "keyFlush.interval", in: 0...86_400_000, falsyDefault: 0),
+                interval > 0
+            {
+                var k = KeyFlushConfiguration(intervalMilliseconds: interval)
+                if let percent = reader.number(keyFlush["percent"], key: "keyFlush.percent") {
+                    if percent > 0 && percent <= 100 {
+                        k.percent = percent
+                    } else {
+                        reader.problem("keyFlush.percent", "must be above 0 and at most 100, got \(JSNumber.string(percent))")
+                    }
+                }
+                k.logPath = reader.string(keyFlush["log"], key: "keyFlush.log")
+                c.keyFlush = k
+            }
+        } else if !object["keyFlush"].isNullish {
+            reader.problem("keyFlush", "must be an object like {interval: 10000, percent: 10, log: \"/path\"}")
+        }
+
+        switch object["title"] {
+        case .undefined: c.title = "sidestat"
+        case .bool(false): c.title = nil
+        case .string(let title): c.title = title
+        case let value: reader.problem("title", "must be a string or false, got \(value.typeDescription)")
+        }
+
+        switch object["healthStatus"] {
+        case .undefined, .null, .string("up"): c.healthStatusUp = true
+        case .string("down"): c.healthStatusUp = false
+        case let value: reader.problem("healthStatus", "must be \"up\" or \"down\", got \(value.typeDescription)")
+        }
+
+        if case .object(let log) = object["log"] {
+            switch log["backend"] {
+            case .undefined, .null, .string("stdout"): c.logBackend = .stdout
+            case .string("syslog"): c.logBackend = .syslog
+            case let value: reader.problem("log.backend", "must be \"stdout\" or \"syslog\", got \(value.typeDescription)")
+            }
+            if let application = reader.string(log["application"], key: "log.application") {
+                c.logApplication = application
+            }
+        } else if !object["log"].isNullish {
+            reader.problem("log", "must be an object like {backend: \"stdout\"}")
+        }
+
+        // Graphite.
+        if let host = reader.string(object["graphiteHost"], key: "graphiteHost"), !host.isEmpty {
+            c.graphite.host = host
+        }
+        if let port = reader.integer(object["graphitePort"], key: "graphitePort", in: 1...65_535, falsyDefault: 2003) {
+            c.graphite.port = port
+        }
+        if let port = reader.integer(
+            object["graphitePicklePort"], key: "graphitePicklePort", in: 1...65_535, falsyDefault: 2004)
+        {
+            c.graphite.picklePort = port
+        }
+        switch object["graphiteProtocol"] {
+        case .undefined, .null, .string("text"): c.graphite.wireProtocol = .text
+        case .string("pickle"): c.graphite.wireProtocol = .pickle
+        case let value: reader.problem("graphiteProtocol", "must be \"text\" or \"pickle\", got \(value.typeDescription)")
+        }
+        c.graphite.flushCounts = reader.bool(object["flush_counts"], key: "flush_counts") ?? true
+        if case .object(let graphite) = object["graphite"] {
+            c.graphite.legacyNamespace = reader.bool(graphite["legacyNamespace"], key: "graphite.legacyNamespace") ?? true
+            for (name, path) in [
+                ("globalPrefix", \GraphiteConfiguration.globalPrefix), ("prefixCounter", \.prefixCounter),
+                ("prefixTimer", \.prefixTimer), ("prefixGauge", \.prefixGauge), ("prefixSet", \.prefixSet),
+            ] {
+                if let value = reader.string(graphite[name], key: "graphite." + name) { c.graphite[keyPath: path] = value }
+            }
+            c.graphite.globalSuffix = reader.string(graphite["globalSuffix"], key: "graphite.globalSuffix")
+        } else if !object["graphite"].isNullish {
+            reader.problem("graphite", "must be an object like {legacyNamespace: false, globalPrefix: \"stats\"}")
+        }
+
+        if case .object(let console) = object["console"] {
+            c.consolePrettyPrint = reader.bool(console["prettyprint"], key: "console.prettyprint") ?? false
+        } else if !object["console"].isNullish {
+            reader.problem("console", "must be an object like {prettyprint: false}")
+        }
+
+        if !object["repeater"].isNullish {
+            reader.warnings.append("repeater is not supported yet; the key is ignored")
+        }
+
+        // Sidestat's own keys.
+        if let timeout = reader.integer(
+            object["shutdownTimeout"], key: "shutdownTimeout", in: 0...3_600_000, falsyDefault: 10_000)
+        {
+            c.shutdownTimeoutMilliseconds = timeout
+        }
+        if let bytes = reader.integer(
+            object["udpReceiveBuffer"], key: "udpReceiveBuffer", in: 4096...1_073_741_824, falsyDefault: 8 * 1024 * 1024)
+        {
+            c.udpReceiveBufferBytes = bytes
+        }
+        if let readers = reader.integer(object["udpReaders"], key: "udpReaders", in: 1...64, falsyDefault: 1) {
+            c.udpReaders = readers
+        }
+        if let bytes = reader.integer(
+            object["retryBufferBytes"], key: "retryBufferBytes", in: 0...(1 << 40), falsyDefault: 16 * 1024 * 1024)
+        {
+            c.retryBufferBytes = bytes
+        }
+
+        if !reader.problems.isEmpty {
+            throw ConfigurationError(file: file, problems: reader.problems)
+        }
+        return (c, reader.warnings)
+    }
+
+    /// The effective configuration as a statsd config object, for `check-config`.
+    public var effectiveDescription: String {
+        var lines: [String] = ["{"]
+        func add(_ key: String, _ value: String) { lines.append("  \(key): \(value),") }
+        func quote(_ s: String) -> String {
+            var out = "\""
+            for character in s {
+                if character == "\"" || character == "\\" { out.append("\\") }
+                out.append(character)
+            }
+            return out + "\""
+        }
+        let servers = self.listeners.map { l -> String in
+            var parts = ["server: \(quote(l.transport == .udp ? "./servers/udp" : "./servers/tcp"))"]
+            if let socket = l.unixSocket {
+                parts.append("socket: \(quote(socket))")
+                if let mode = l.unixSocketMode { parts.append("socket_mod: 0o\(String(mode, radix: 8))") }
+            } else {
+                parts.append("address: \(quote(l.address))")
+                parts.append("port: \(l.port)")
+                if l.ipv6 { parts.append("address_ipv6: true") }
+            }
+            return "{ " + parts.joined(separator: ", ") + " }"
+        }
+        add("servers", "[" + servers.joined(separator: ", ") + "]")
+        add("mgmt_address", quote(self.managementAddress))
+        add("mgmt_port", String(self.managementPort))
+        add("backends", "[" + self.backends.map { quote("./backends/" + $0.rawValue) }.joined(separator: ", ") + "]")
+        add("flushInterval", String(self.flushIntervalMilliseconds))
+        add("percentThreshold", "[" + self.percentThreshold.map { JSNumber.string($0) }.joined(separator: ", ") + "]")
+        if !self.histogram.isEmpty {
+            let rules = self.histogram.map { rule in
+                "{ metric: \(quote(rule.metric)), bins: [" + rule.bins.map { $0.limit == nil ? "\"inf\"" : $0.text }
+                    .joined(separator: ", ") + "] }"
+            }
+            add("histogram", "[" + rules.joined(separator: ", ") + "]")
+        }
+        if !self.calculatedTimerMetrics.isEmpty {
+            add("calculatedTimerMetrics", "[" + self.calculatedTimerMetrics.map(quote).joined(separator: ", ") + "]")
+        }
+        add("deleteIdleStats", String(self.deleteIdleStats))
+        add("deleteCounters", String(self.deleteCounters))
+        add("deleteTimers", String(self.deleteTimers))
+        add("deleteSets", String(self.deleteSets))
+        add("deleteGauges", String(self.deleteGauges))
+        add("gaugesMaxTTL", String(self.gaugesMaxTTL))
+        add("prefixStats", quote(self.prefixStats))
+        add("keyNameSanitize", String(self.keyNameSanitize))
+        add("dumpMessages", String(self.dumpMessages))
+        if let keyFlush = self.keyFlush {
+            var parts = ["interval: \(keyFlush.intervalMilliseconds)", "percent: \(JSNumber.string(keyFlush.percent))"]
+            if let log = keyFlush.logPath { parts.append("log: \(quote(log))") }
+            add("keyFlush", "{ " + parts.joined(separator: ", ") + " }")
+        }
+        add("debug", String(self.debug))
+        add("title", self.title.map(quote) ?? "false")
+        add("healthStatus", quote(self.healthStatusUp ? "up" : "down"))
+        add("log", "{ backend: \(quote(self.logBackend.rawValue)), application: \(quote(self.logApplication)) }")
+        add("automaticConfigReload", String(self.automaticConfigReload))
+        add("graphiteHost", self.graphite.host.map(quote) ?? "undefined")
+        add("graphitePort", String(self.graphite.port))
+        add("graphitePicklePort", String(self.graphite.picklePort))
+        add("graphiteProtocol", quote(self.graphite.wireProtocol.rawValue))
+        add("flush_counts", String(self.graphite.flushCounts))
+        var graphite = [
+            "legacyNamespace: \(self.graphite.legacyNamespace)", "globalPrefix: \(quote(self.graphite.globalPrefix))",
+            "prefixCounter: \(quote(self.graphite.prefixCounter))", "prefixTimer: \(quote(self.graphite.prefixTimer))",
+            "prefixGauge: \(quote(self.graphite.prefixGauge))", "prefixSet: \(quote(self.graphite.prefixSet))",
+        ]
+        if let suffix = self.graphite.globalSuffix { graphite.append("globalSuffix: \(quote(suffix))") }
+        add("graphite", "{ " + graphite.joined(separator: ", ") + " }")
+        add("console", "{ prettyprint: \(self.consolePrettyPrint) }")
+        add("shutdownTimeout", String(self.shutdownTimeoutMilliseconds))
+        add("udpReceiveBuffer", String(self.udpReceiveBufferBytes))
+        add("udpReaders", String(self.udpReaders))
+        add("retryBufferBytes", String(self.retryBufferBytes))
+        lines.append("}")
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension JSValue {
+    var isNullish: Bool {
+        switch self {
+        case .undefined, .null: return true
+        default: return false
+        }
+    }
+
+    var isArray: Bool {
+        if case .array = self { return true }
+        return false
+    }
+}
+
+/// Reads typed values out of JavaScript values, collecting problems instead of stopping at the first.
+struct Reader {
+    var problems: [ConfigurationError.Problem] = []
+    var warnings: [String] = []
+
+    mutating func problem(_ key: String, _ message: String) {
+        self.problems.append(.init(key: key, message: message))
+    }
+
+    /// A number, or a string holding one (as `process.env.X` gives), the way `Number(x)` reads it.
+    mutating func number(_ value: JSValue, key: String) -> Double? {
+        switch value {
+        case .undefined, .null:
+            return nil
+        case .number(let number) where number.isFinite:
+            return number
+        case .string(let text) where !text.isEmpty && value.numberValue.isFinite:
+            return value.numberValue
+        default:
+            self.problem(key, "must be a number, got \(value.typeDescription)")
+            return nil
+        }
+    }
+
+    /// An integer in `range`. `falsyDefault`: statsd's `x || default`, so 0, "" and false mean the default.
+    mutating func integer(_ value: JSValue, key: String, in range: ClosedRange<Int>, falsyDefault: Int? = nil) -> Int? {
+        if let falsyDefault, !value.truthy, !value.isNullish { return falsyDefault }
+        guard let number = self.number(value, key: key) else { return nil }
+        guard number == number.rounded(), number >= Double(range.lowerBound), number <= Double(range.upperBound)
+        else {
+            self.problem(key, "must be an integer from \(range.lowerBound) to \(range.upperBound), got \(JSNumber.string(number))")
+            return nil
+        }
+        return Int(number)
+    }
+
+    /// A boolean; the strings "true" and "false" (from environment variables) are accepted too.
+    mutating func bool(_ value: JSValue, key: String) -> Bool? {
+        switch value {
+        case .undefined, .null: return nil
+        case .bool(let flag): return flag
+        case .string("true"): return true
+        case .string("false"): return false
+        default:
+            self.problem(key, "must be true or false, got \(value.typeDescription)")
+            return nil
+        }
+    }
+
+    mutating func string(_ value: JSValue, key: String) -> String? {
+        switch value {
+        case .undefined, .null: return nil
+        case .string(let text): return text
+        default:
+            self.problem(key, "must be a string, got \(value.typeDescription)")
+            return nil
+        }
+    }
+}

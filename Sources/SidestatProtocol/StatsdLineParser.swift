@@ -1,0 +1,382 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+/// The four kinds of aggregate statsd keeps. Every type other than `ms`, `g` and `s` is a counter,
+/// as in Etsy statsd (`h`, `x`, `C` and the empty type included).
+public enum MetricKind: UInt8, Sendable, Hashable, CaseIterable {
+    case counter = 0
+    case timer = 1
+    case gauge = 2
+    case set = 3
+}
+
+/// Receives what the parser finds in a datagram. All buffers point into the datagram or the parser's scratch
+/// memory and are valid only during the call.
+public protocol StatsdSampleSink {
+    /// A non-empty line was seen (`metrics_received`); `key` is the sanitized key with its tags.
+    mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer)
+    mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double)
+    mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double)
+    /// `isDelta`: the value was written with a leading `+` or `-`.
+    mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool)
+    /// `member` is the raw member (an empty member arrives as `0`).
+    mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer)
+    /// One bad value (`bad_lines_seen`): `fields` is the value's text, `line` the whole line.
+    mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer)
+}
+
+/// The statsd line protocol as Etsy statsd reads it, with DogStatsD tags, over raw bytes.
+///
+/// `key:value|type[|@rate][|#tag,tag]`, several `:value|type` groups per line, several lines per datagram.
+/// No `String` is built per line: keys that need no sanitizing are passed straight from the datagram,
+/// others are rewritten into scratch memory owned by the parser, allocated once.
+/// Not thread-safe: each ingest shard owns one parser and uses it only under the shard's lock. It is marked
+/// `@unchecked Sendable` so that it can live inside that lock.
+public final class StatsdLineParser: @unchecked Sendable {
+    /// Etsy statsd's `keyNameSanitize`.
+    public var sanitizeKeys: Bool
+
+    @usableFromInline let keyScratch: UnsafeMutableRawBufferPointer
+    @usableFromInline let memberScratch: UnsafeMutableRawBufferPointer
+    @usableFromInline let constants: UnsafeMutableRawBufferPointer
+
+    /// The longest key Sidestat builds (key plus tags), in bytes; a datagram is at most 65,507 bytes.
+    public static let maximumKeyLength = 3 * 65_536
+
+    public init(sanitizeKeys: Bool = true) {
+        self.sanitizeKeys = sanitizeKeys
+        self.keyScratch = .allocate(byteCount: Self.maximumKeyLength, alignment: 8)
+        self.memberScratch = .allocate(byteCount: Self.maximumKeyLength, alignment: 8)
+        self.constants = .allocate(byteCount: 2, alignment: 1)
+        self.constants[0] = UInt8(ascii: "1")
+        self.constants[1] = UInt8(ascii: "0")
+    }
+
+    deinit {
+        self.keyScratch.deallocate()
+        self.memberScratch.deallocate()
+        self.constants.deallocate()
+    }
+
+    /// Parses one datagram (or one chunk of complete TCP lines) and reports every line and value to `sink`.
+    @inlinable
+    public func parse<Sink: StatsdSampleSink>(_ datagram: UnsafeRawBufferPointer, into sink: inout Sink) {
+        var start = 0
+        let count = datagram.count
+        while start <= count {
+            var end = start
+            while end < count, datagram[end] != UInt8(ascii: "\n") { end += 1 }
+            if end > start {
+                self.parseLine(UnsafeRawBufferPointer(rebasing: datagram[start..<end]), into: &sink)
+            }
+            start = end + 1
+        }
+    }
+
+    @inlinable
+    func parseLine<Sink: StatsdSampleSink>(_ rawLine: UnsafeRawBufferPointer, into sink: inout Sink) {
+        // CRLF clients and trailing spaces: trimmed before the type is read (DEVIATIONS #6).
+        var lineEnd = rawLine.count
+        while lineEnd > 0, rawLine[lineEnd - 1] == UInt8(ascii: "\r") || rawLine[lineEnd - 1] == UInt8(ascii: " ") {
+            lineEnd -= 1
+        }
+        let line = UnsafeRawBufferPointer(rebasing: rawLine[0..<lineEnd])
+        // DogStatsD events (`_e{...}`) and service checks (`_sc|...`) carry no metric.
+        if Self.isDogStatsDEventOrCheck(line) {
+            sink.lineSeen(rawLine, key: UnsafeRawBufferPointer(start: nil, count: 0))
+            return
+        }
+        // `body|#tags`: the tags end at the next `|` (DogStatsD's container and timestamp fields follow them).
+        var bodyEnd = line.count
+        var tags: Range<Int>? = nil
+        var index = 0
+        while index + 1 < line.count {
+            if line[index] == UInt8(ascii: "|"), line[index + 1] == UInt8(ascii: "#") {
+                bodyEnd = index
+                var tagEnd = index + 2
+                while tagEnd < line.count, line[tagEnd] != UInt8(ascii: "|") { tagEnd += 1 }
+                if tagEnd > index + 2 { tags = (index + 2)..<tagEnd }
+                break
+            }
+            index += 1
+        }
+        var colon = 0
+        while colon < bodyEnd, line[colon] != UInt8(ascii: ":") { colon += 1 }
+        let rawKey = UnsafeRawBufferPointer(rebasing: line[0..<colon])
+        let key = self.buildKey(rawKey, tags: tags.map { UnsafeRawBufferPointer(rebasing: line[$0]) })
+        sink.lineSeen(rawLine, key: key)
+        if colon >= bodyEnd {
+            // `foo` alone: statsd reads it as `foo:1`, which has no type.
+            sink.badValue(line: rawLine, fields: self.implicitValue)
+            return
+        }
+        var valueStart = colon + 1
+        while valueStart <= bodyEnd {
+            var valueEnd = valueStart
+            while valueEnd < bodyEnd, line[valueEnd] != UInt8(ascii: ":") { valueEnd += 1 }
+            self.parseValue(
+                UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd]), key: key, line: rawLine, into: &sink)
+            valueStart = valueEnd + 1
+        }
+    }
+
+    /// `1`: the value statsd assumes for a line without one.
+    @usableFromInline
+    var implicitValue: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: self.constants[0..<1]) }
+
+    /// `0`: the member statsd stores for an empty set value.
+    @usableFromInline
+    var zeroMember: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: self.constants[1..<2]) }
+
+    @inlinable
+    static func isDogStatsDEventOrCheck(_ line: UnsafeRawBufferPointer) -> Bool {
+        guard line.count >= 4, line[0] == UInt8(ascii: "_") else { return false }
+        if line[1] == UInt8(ascii: "e"), line[2] == UInt8(ascii: "{") { return true }
+        return line[1] == UInt8(ascii: "s") && line[2] == UInt8(ascii: "c") && line[3] == UInt8(ascii: "|")
+    }
+
+    /// One `value|type[|@rate]...` group.
+    @inlinable
+    func parseValue<Sink: StatsdSampleSink>(
+        _ fields: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, line: UnsafeRawBufferPointer,
+        into sink: inout Sink
+    ) {
+        var bar = 0
+        while bar < fields.count, fields[bar] != UInt8(ascii: "|") { bar += 1 }
+        guard bar < fields.count else {
+            sink.badValue(line: line, fields: fields)
+            return
+        }
+        let value = UnsafeRawBufferPointer(rebasing: fields[0..<bar])
+        var typeEnd = bar + 1
+        while typeEnd < fields.count, fields[typeEnd] != UInt8(ascii: "|") { typeEnd += 1 }
+        var sampleRate = 1.0
+        if typeEnd < fields.count {
+            var rateEnd = typeEnd + 1
+            while rateEnd < fields.count, fields[rateEnd] != UInt8(ascii: "|") { rateEnd += 1 }
+            guard let rate = Self.parseSampleRate(UnsafeRawBufferPointer(rebasing: fields[(typeEnd + 1)..<rateEnd]))
+            else {
+                sink.badValue(line: line, fields: fields)
+                return
+            }
+            sampleRate = rate
+        }
+        let type = Self.trimASCIIWhitespace(UnsafeRawBufferPointer(rebasing: fields[(bar + 1)..<typeEnd]))
+        let kind = Self.kind(of: type)
+        if kind == .set {
+            let member: UnsafeRawBufferPointer = value.isEmpty ? self.zeroMember : self.normalizedMember(value)
+            sink.set(key: key, member: member)
+            return
+        }
+        // `Number("")` is 0, but statsd rejects an empty value; JavaScript trims the rest.
+        guard !value.isEmpty, let number = JSNumber.parse(value), number.isFinite else {
+            sink.badValue(line: line, fields: fields)
+            return
+        }
+        switch kind {
+        case .counter:
+            sink.counter(key: key, value: number, sampleRate: sampleRate)
+        case .timer:
+            guard number >= 0 else {
+                sink.badValue(line: line, fields: fields)
+                return
+            }
+            sink.timer(key: key, value: number, sampleRate: sampleRate)
+        case .gauge:
+            // Spaces around the value are ignored before the sign is read (DEVIATIONS #8).
+            let trimmed = JSWhitespace.trim(value)
+            let first = trimmed.isEmpty ? 0 : value[trimmed.lowerBound]
+            sink.gauge(key: key, value: number, isDelta: first == UInt8(ascii: "+") || first == UInt8(ascii: "-"))
+        case .set:
+            break
+        }
+    }
+
+    @inlinable
+    static func kind(of type: UnsafeRawBufferPointer) -> MetricKind {
+        switch type.count {
+        case 1:
+            if type[0] == UInt8(ascii: "g") { return .gauge }
+            if type[0] == UInt8(ascii: "s") { return .set }
+            return .counter
+        case 2:
+            return type[0] == UInt8(ascii: "m") && type[1] == UInt8(ascii: "s") ? .timer : .counter
+        default:
+            return .counter
+        }
+    }
+
+    @inlinable
+    static func trimASCIIWhitespace(_ b: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        var start = 0
+        var end = b.count
+        while start < end, b[start] == 0x20 || (b[start] >= 0x09 && b[start] <= 0x0D) { start += 1 }
+        while end > start, b[end - 1] == 0x20 || (b[end - 1] >= 0x09 && b[end - 1] <= 0x0D) { end -= 1 }
+        return UnsafeRawBufferPointer(rebasing: b[start..<end])
+    }
+
+    /// `@` and a decimal number above 0 (exponent allowed). Hex, signs, white space, `0`, and anything
+    /// not finite are rejected (DEVIATIONS #1, #4, #5).
+    @inlinable
+    public static func parseSampleRate(_ field: UnsafeRawBufferPointer) -> Double? {
+        guard field.count > 1, field[0] == UInt8(ascii: "@") else { return nil }
+        guard let rate = JSNumber.parseUnsignedDecimal(UnsafeRawBufferPointer(rebasing: field[1...])),
+            rate > 0, rate.isFinite
+        else { return nil }
+        return rate
+    }
+
+    // MARK: - Keys
+
+    /// The key as statsd stores it: tags appended as `;name=value`, then sanitized when `sanitizeKeys` is on.
+    @inlinable
+    func buildKey(_ raw: UnsafeRawBufferPointer, tags: UnsafeRawBufferPointer?) -> UnsafeRawBufferPointer {
+        if tags == nil {
+            if self.sanitizeKeys {
+                if KeySanitizer.isClean(raw) { return raw }
+            } else if UTF8Repair.isASCII(raw) {
+                return raw
+            }
+        }
+        return self.buildKeySlow(raw, tags: tags)
+    }
+
+    @usableFromInline
+    func buildKeySlow(_ raw: UnsafeRawBufferPointer, tags: UnsafeRawBufferPointer?) -> UnsafeRawBufferPointer {
+        // Compose `key;tag1;tag2` in the member scratch, then sanitize (or repair UTF-8) into the key scratch.
+        let composed = self.memberScratch
+        var length = 0
+        func append(_ byte: UInt8) {
+            if length < composed.count {
+                composed[length] = byte
+                length += 1
+            }
+        }
+        for byte in raw { append(byte) }
+        if let tags {
+            var index = 0
+            while index <= tags.count {
+                var tagEnd = index
+                while tagEnd < tags.count, tags[tagEnd] != UInt8(ascii: ",") { tagEnd += 1 }
+                append(UInt8(ascii: ";"))
+                // Each tag: the first ';' becomes '_', then the first ':' becomes '='.
+                var replacedSemicolon = false
+                let tagStart = length
+                for position in index..<tagEnd {
+                    var byte = tags[position]
+                    if byte == UInt8(ascii: ";"), !replacedSemicolon {
+                        byte = UInt8(ascii: "_")
+                        replacedSemicolon = true
+                    }
+                    append(byte)
+                }
+                for position in tagStart..<length where composed[position] == UInt8(ascii: ":") {
+                    composed[position] = UInt8(ascii: "=")
+                    break
+                }
+                index = tagEnd + 1
+            }
+        }
+        let source = UnsafeRawBufferPointer(rebasing: composed[0..<length])
+        if self.sanitizeKeys {
+            let count = KeySanitizer.sanitize(source, into: self.keyScratch)
+            return UnsafeRawBufferPointer(rebasing: self.keyScratch[0..<count])
+        }
+        let count = UTF8Repair.repair(source, into: self.keyScratch)
+        return UnsafeRawBufferPointer(rebasing: self.keyScratch[0..<count])
+    }
+
+    /// Set members are kept as the client sent them, except that invalid UTF-8 becomes U+FFFD, as node decodes it.
+    @inlinable
+    func normalizedMember(_ member: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        if UTF8Repair.isASCII(member) { return member }
+        let count = UTF8Repair.repair(member, into: self.memberScratch)
+        return UnsafeRawBufferPointer(rebasing: self.memberScratch[0..<count])
+    }
+}
+
+/// Etsy statsd's key sanitizing: runs of white space become `_`, `/` becomes `-`, and everything outside
+/// `[a-zA-Z0-9_.;=-]` is removed (non-ASCII letters and invalid UTF-8 included).
+public enum KeySanitizer {
+    @usableFromInline
+    static let allowed: [Bool] = (0..<256).map { value in
+        switch UInt8(value) {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."),
+            UInt8(ascii: ";"), UInt8(ascii: "="):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// True when sanitizing would not change `key`.
+    @inlinable
+    public static func isClean(_ key: UnsafeRawBufferPointer) -> Bool {
+        for byte in key where !allowed[Int(byte)] { return false }
+        return true
+    }
+
+    /// Writes the sanitized `key` into `output` (at least as large as `key`) and returns its length.
+    public static func sanitize(_ key: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int {
+        var length = 0
+        var inWhitespace = false
+        var index = 0
+        while index < key.count {
+            let whitespace = JSWhitespace.length(key, at: index)
+            if whitespace > 0 {
+                if !inWhitespace {
+                    output[length] = UInt8(ascii: "_")
+                    length += 1
+                    inWhitespace = true
+                }
+                index += whitespace
+                continue
+            }
+            inWhitespace = false
+            let byte = key[index]
+            if byte == UInt8(ascii: "/") {
+                output[length] = UInt8(ascii: "-")
+                length += 1
+            } else if allowed[Int(byte)] {
+                output[length] = byte
+                length += 1
+            }
+            index += 1
+        }
+        return length
+    }
+
+    /// Sanitizes a key given as a string (the Graphite backend's name part when `keyNameSanitize` is off).
+    public static func sanitize(_ key: String) -> String {
+        var utf8 = Array(key.utf8)
+        return utf8.withUnsafeMutableBytes { input in
+            let output = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, input.count), alignment: 1)
+            defer { output.deallocate() }
+            let count = sanitize(UnsafeRawBufferPointer(input), into: output)
+            return String(decoding: UnsafeRawBufferPointer(rebasing: output[0..<count]), as: UTF8.self)
+        }
+    }
+}
+
+/// UTF-8 decoding with replacement, as node decodes a datagram: each invalid sequence becomes U+FFFD.
+public enum UTF8Repair {
+    @inlinable
+    public static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for byte in bytes where byte >= 0x80 { return false }
+        return true
+    }
+
+    /// Writes the repaired bytes into `output` (room for 3 × input is enough) and returns their length.
+    public static func repair(_ bytes: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int {
+        let text = String(decoding: bytes, as: UTF8.self)
+        var length = 0
+        for byte in text.utf8 where length < output.count {
+            output[length] = byte
+            length += 1
+        }
+        return length
+    }
+}

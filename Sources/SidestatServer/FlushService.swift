@@ -1,0 +1,174 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import ServiceLifecycle
+import SidestatAggregation
+import SidestatBackends
+import SidestatConfiguration
+import Synchronization
+
+/// What the flusher shares with the management port.
+public final class FlushState: Sendable {
+    private struct Values {
+        var flushCount = 0
+        var timestampLag: Double? = nil
+    }
+
+    private let values = Mutex(Values())
+
+    public init() {}
+
+    public var flushCount: Int { self.values.withLock { $0.flushCount } }
+    /// statsd's `timestamp_lag` gauge, once there has been a flush before.
+    public var timestampLag: Double? { self.values.withLock { $0.timestampLag } }
+
+    func record(timestampLag: Double?) {
+        self.values.withLock {
+            $0.flushCount += 1
+            if let timestampLag { $0.timestampLag = timestampLag }
+        }
+    }
+}
+
+/// The flush tick: every `flushInterval`, aligned to the start-up time as statsd aligns it, takes the interval's
+/// aggregates out of every shard, prepares them (statsd's `process_metrics`) and hands them to every backend at
+/// once. On shutdown it flushes one last time, after the listeners have stopped, and waits for delivery until the
+/// shutdown deadline (DEVIATIONS #3).
+public struct FlushService: Service {
+    let aggregator: Aggregator
+    let backends: [any MetricsBackend]
+    let configuration: DaemonConfiguration
+    let state: DaemonState
+    let flushState: FlushState
+    let logger: Logger
+    let statistics: TimerStatisticsConfiguration
+
+    init(
+        aggregator: Aggregator, backends: [any MetricsBackend], configuration: DaemonConfiguration,
+        state: DaemonState, flushState: FlushState, logger: Logger
+    ) {
+        self.aggregator = aggregator
+        self.backends = backends
+        self.configuration = configuration
+        self.state = state
+        self.flushState = flushState
+        self.logger = logger
+        self.statistics = TimerStatisticsConfiguration(
+            percentThreshold: configuration.percentThreshold,
+            histogram: configuration.histogram.map { rule in
+                (rule.metric, rule.bins.map { ($0.limit, $0.text) })
+            },
+            calculatedTimerMetrics: configuration.calculatedTimerMetrics,
+            flushIntervalSeconds: Double(configuration.flushIntervalMilliseconds) / 1000)
+    }
+
+    /// statsd's own counters, in the order statsd creates them.
+    static func internalCounterNames(prefix: String) -> [String] {
+        [prefix + ".bad_lines_seen", prefix + ".packets_received", prefix + ".metrics_received"]
+    }
+
+    public func run() async {
+        let interval = self.configuration.flushIntervalMilliseconds
+        var previousTimestamp = 0
+        while true {
+            // statsd's getFlushTimeout: the next multiple of the interval after start-up.
+            let now = DaemonState.unixMilliseconds()
+            let elapsed = now - self.state.startupTime * 1000
+            let attempt = Int((Double(elapsed) / Double(interval)).rounded(.toNearestOrAwayFromZero)) + 1
+            let wait = self.state.startupTime * 1000 + attempt * interval - now
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await Task.sleep(for: .milliseconds(max(0, wait)))
+                }
+            } catch {
+                // Shutdown (or cancellation): the listeners have stopped; flush what they read.
+                await self.flush(previousTimestamp: &previousTimestamp, isFinal: true)
+                return
+            }
+            await self.flush(previousTimestamp: &previousTimestamp, isFinal: false)
+        }
+    }
+
+    func flush(previousTimestamp: inout Int, isFinal: Bool) async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let timestamp = DaemonState.unixSeconds()
+        var lag: Double? = nil
+        if previousTimestamp > 0 {
+            lag = Double(timestamp - previousTimestamp) - Double(self.configuration.flushIntervalMilliseconds) / 1000
+        }
+        previousTimestamp = timestamp
+        let c = self.configuration
+        var policy = RetentionPolicy()
+        policy.deleteCounters = c.deleteCounters
+        policy.deleteTimers = c.deleteTimers
+        policy.deleteSets = c.deleteSets
+        policy.deleteGauges = c.deleteGauges
+        policy.gaugesMaxTTL = c.gaugesMaxTTL
+        var snapshot = self.aggregator.takeSnapshot(policy: policy)
+        snapshot.sortTimerSamples()
+        self.addInternalMetrics(to: &snapshot, timestampLag: lag)
+        self.flushState.record(timestampLag: lag)
+        let processing = clock.now - start
+        let data = FlushData(
+            timestamp: timestamp, snapshot: snapshot, flushIntervalMilliseconds: c.flushIntervalMilliseconds,
+            processingTimeMilliseconds: Int(processing.components.seconds * 1000)
+                + Int(processing.components.attoseconds / 1_000_000_000_000_000),
+            timerStatistics: self.statistics, prefixStats: c.prefixStats, percentThreshold: c.percentThreshold,
+            isFinal: isFinal)
+        let deadline =
+            isFinal
+            ? start + .milliseconds(c.shutdownTimeoutMilliseconds)
+            : start + .milliseconds(max(1000, c.flushIntervalMilliseconds))
+        if isFinal {
+            self.logger.info("Final flush", metadata: ["flush.keys": "\(data.numStats)"])
+        }
+        await withDiscardingTaskGroup { group in
+            for backend in self.backends {
+                group.addTask {
+                    await backend.flush(data, deadline: deadline, logger: self.logger)
+                }
+            }
+        }
+        self.logger.debug(
+            "Flushed", metadata: ["flush.keys": "\(data.numStats)", "flush.duration": "\(clock.now - start)"])
+    }
+
+    /// statsd's own counters go first, then user counters; its `timestamp_lag` is a gauge from the second flush on.
+    func addInternalMetrics(to snapshot: inout MetricSnapshot, timestampLag: Double?) {
+        let names = Self.internalCounterNames(prefix: self.configuration.prefixStats)
+        var values = [Double(snapshot.badLinesSeen), Double(snapshot.packetsReceived), Double(snapshot.metricsReceived)]
+        // A client that sends `statsd.packets_received:1|c` adds to the same counter, as in statsd.
+        var user: [MetricSnapshot.CounterEntry] = []
+        user.reserveCapacity(snapshot.counters.count)
+        let lengths = Set(names.map { $0.utf8.count })
+        for counter in snapshot.counters {
+            if lengths.contains(Int(counter.key.length)), let index = names.firstIndex(of: snapshot.string(counter.key)) {
+                values[index] += counter.value
+            } else {
+                user.append(counter)
+            }
+        }
+        var own: [MetricSnapshot.CounterEntry] = []
+        for (name, value) in zip(names, values) {
+            let key = snapshot.store(name)
+            own.append(.init(key: key, value: value))
+        }
+        snapshot.counters = own + user
+        if let timestampLag {
+            let name = self.configuration.prefixStats + ".timestamp_lag"
+            let length = name.utf8.count
+            if let index = snapshot.gauges.firstIndex(where: {
+                Int($0.key.length) == length && snapshot.string($0.key) == name
+            }) {
+                snapshot.gauges[index].value = timestampLag
+            } else {
+                let key = snapshot.store(name)
+                snapshot.gauges.append(.init(key: key, value: timestampLag, updated: 0))
+            }
+        }
+    }
+}

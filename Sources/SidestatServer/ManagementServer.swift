@@ -1,0 +1,253 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SidestatAggregation
+import SidestatBackends
+import SidestatConfiguration
+import SidestatProtocol
+
+/// statsd's management port: `help`, `stats`, `counters`, `timers`, `gauges`, `sets`, `delcounters`,
+/// `deltimers`, `delgauges`, `delsets`, `health`, `config` and `quit`, one command per line (DEVIATIONS #19).
+public final class ManagementServer: Service, Sendable {
+    let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    let commands: ManagementCommands
+    let logger: Logger
+    public let port: Int
+
+    static func bind(
+        host: String, port: Int, commands: ManagementCommands, logger: Logger
+    ) async throws -> ManagementServer {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 64)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return ManagementServer(server: server, commands: commands, logger: logger)
+    }
+
+    private init(
+        server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, commands: ManagementCommands,
+        logger: Logger
+    ) {
+        self.server = server
+        self.commands = commands
+        self.logger = logger
+        self.port = server.channel.localAddress?.port ?? 0
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await self.server.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in connections {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.server.channel.close(promise: nil)
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var pending: [UInt8] = []
+                for try await buffer in inbound {
+                    pending.append(contentsOf: buffer.readableBytesView)
+                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        let line = String(decoding: pending[..<newline], as: UTF8.self)
+                        pending.removeSubrange(...newline)
+                        guard let reply = self.commands.execute(line) else { return }  // quit
+                        try await outbound.write(ByteBuffer(string: reply))
+                    }
+                }
+            }
+        } catch {
+            self.logger.debug("Management connection closed with an error", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// The management commands, separate from the socket so that they can be tested directly.
+public struct ManagementCommands: Sendable {
+    let aggregator: Aggregator
+    let state: DaemonState
+    let backends: [any MetricsBackend]
+    let configuration: DaemonConfiguration
+    let flushState: FlushState
+
+    /// The reply to one command line, or nil for `quit` (close the connection).
+    public func execute(_ rawLine: String) -> String? {
+        let words = rawLine.trimmingJSWhitespace().split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        let command = words.first ?? ""
+        let parameters = Array(words.dropFirst())
+        switch command {
+        case "help":
+            return "Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, health, config, quit\n\n"
+        case "health":
+            if let action = parameters.first?.lowercased() {
+                if action == "up" { self.state.isHealthy = true }
+                if action == "down" { self.state.isHealthy = false }
+            }
+            return "health: \(self.state.isHealthy ? "up" : "down")\n"
+        case "stats":
+            return self.stats()
+        case "config":
+            return self.config()
+        case "counters", "timers", "gauges", "sets":
+            return self.dump(command) + "\nEND\n\n"
+        case "delcounters": return self.delete(.counter, parameters)
+        case "deltimers": return self.delete(.timer, parameters)
+        case "delgauges": return self.delete(.gauge, parameters)
+        case "delsets": return self.delete(.set, parameters)
+        case "quit":
+            return nil
+        default:
+            return "ERROR\n"
+        }
+    }
+
+    func stats() -> String {
+        let now = DaemonState.unixSeconds()
+        var text = "uptime: \(now - self.state.startupTime)\n"
+        text += "messages.last_msg_seen: \(now - self.state.lastMessageSeenTime)\n"
+        text += "messages.bad_lines_seen: \(self.state.badLinesSeenTotal)\n"
+        for backend in self.backends {
+            for (name, value) in backend.status() {
+                let shown = name.hasPrefix("last_") ? Double(now) - value : value
+                text += "\(backend.name).\(name): \(JSNumber.string(shown))\n"
+            }
+        }
+        return text + "END\n\n"
+    }
+
+    /// statsd's `config`: each key of the file, objects one level deep as `key > sub: value`, then the keys statsd
+    /// adds itself. No END line, as in statsd.
+    func config() -> String {
+        var source = self.configuration.source
+        let c = self.configuration
+        // What statsd writes into its config object as it starts and after its first flush.
+        source["gaugesMaxTTL"] = .number(Double(c.gaugesMaxTTL))
+        source["deleteIdleStats"] = .bool(c.deleteIdleStats)
+        source["flushInterval"] = .number(Double(c.flushIntervalMilliseconds))
+        if self.flushState.flushCount > 0 {
+            source["deleteCounters"] = .bool(c.deleteCounters)
+            source["deleteTimers"] = .bool(c.deleteTimers)
+            source["deleteSets"] = .bool(c.deleteSets)
+            source["deleteGauges"] = .bool(c.deleteGauges)
+        }
+        var text = "\n"
+        for (key, value) in source.pairs {
+            switch value {
+            case .object(let object):
+                for (subkey, subvalue) in object.pairs { text += "\(key) > \(subkey): \(subvalue.stringValue)\n" }
+            case .array(let items):
+                for (index, item) in items.enumerated() { text += "\(key) > \(index): \(item.stringValue)\n" }
+            case .null:
+                break
+            default:
+                text += "\(key): \(value.stringValue)\n"
+            }
+        }
+        return text
+    }
+
+    func dump(_ kind: String) -> String {
+        let snapshot = self.aggregator.peek()
+        var fields: [String] = []
+        switch kind {
+        case "counters":
+            let prefix = self.configuration.prefixStats
+            fields.append(Self.jsonField(prefix + ".bad_lines_seen", Self.jsonNumber(Double(snapshot.badLinesSeen))))
+            fields.append(Self.jsonField(prefix + ".packets_received", Self.jsonNumber(Double(snapshot.packetsReceived))))
+            fields.append(Self.jsonField(prefix + ".metrics_received", Self.jsonNumber(Double(snapshot.metricsReceived))))
+            for counter in snapshot.counters {
+                fields.append(Self.jsonField(snapshot.string(counter.key), Self.jsonNumber(counter.value)))
+            }
+        case "timers":
+            for timer in snapshot.timers {
+                let values = snapshot.timerSamples[timer.samples].map(Self.jsonNumber).joined(separator: ",")
+                fields.append(Self.jsonField(snapshot.string(timer.key), "[" + values + "]"))
+            }
+        case "gauges":
+            for gauge in snapshot.gauges {
+                fields.append(Self.jsonField(snapshot.string(gauge.key), Self.jsonNumber(gauge.value)))
+            }
+            if let lag = self.flushState.timestampLag {
+                fields.append(Self.jsonField(self.configuration.prefixStats + ".timestamp_lag", Self.jsonNumber(lag)))
+            }
+        default:
+            for set in snapshot.sets {
+                let members = snapshot.setMembers[set.members].map { Self.jsonString(snapshot.string($0)) }
+                fields.append(Self.jsonField(snapshot.string(set.key), "[" + members.joined(separator: ",") + "]"))
+            }
+        }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    func delete(_ kind: MetricKind, _ names: [String]) -> String {
+        var text = ""
+        for name in names {
+            var deleted: [String] = []
+            if kind == .counter {
+                // statsd's own counters are reset, never removed (DEVIATIONS #12).
+                for key in FlushService.internalCounterNames(prefix: self.configuration.prefixStats)
+                where key == name || (name.hasSuffix(".*") && key.hasPrefix(String(name.dropLast()))) {
+                    deleted.append(key)
+                }
+                if !deleted.isEmpty { self.aggregator.resetInternalCounters() }
+            }
+            deleted += self.aggregator.delete(kind: kind, matching: name)
+            if deleted.isEmpty {
+                text += "metric \(name) not found\n"
+            }
+            for key in deleted { text += "deleted: \(key)\n" }
+        }
+        return text + "END\n\n"
+    }
+
+    static func jsonField(_ key: String, _ value: String) -> String { jsonString(key) + ":" + value }
+
+    static func jsonNumber(_ value: Double) -> String { value.isFinite ? JSNumber.string(value) : "null" }
+
+    static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension String {
+    /// JavaScript's `trim()`.
+    func trimmingJSWhitespace() -> String {
+        var utf8 = Array(self.utf8)
+        return utf8.withUnsafeMutableBytes { bytes in
+            let raw = UnsafeRawBufferPointer(bytes)
+            return String(decoding: raw[JSWhitespace.trim(raw)], as: UTF8.self)
+        }
+    }
+}

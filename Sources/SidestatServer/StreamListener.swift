@@ -1,0 +1,142 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SidestatAggregation
+import SidestatConfiguration
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// statsd's TCP server (`server: "./servers/tcp"`), on a port or a Unix domain socket (`socket`).
+///
+/// Lines are newline-delimited; a line split across TCP segments is joined, and a final line without a newline
+/// is kept when the client closes the connection (statsd drops it). Each read that completes at least one line
+/// counts as one packet, as in statsd.
+public final class StreamListener: Service, Sendable {
+    let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    let shard: Int
+    let aggregator: Aggregator
+    let state: DaemonState
+    let dumpMessages: Bool
+    let logger: Logger
+    let unixSocket: String?
+    public let description: String
+    public let port: Int
+
+    /// Binds the listener now, so that errors stop start-up.
+    static func bind(
+        configuration: ListenerConfiguration, shard: Int, aggregator: Aggregator, state: DaemonState,
+        dumpMessages: Bool, logger: Logger
+    ) async throws -> StreamListener {
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> = {
+            channel in
+            channel.eventLoop.makeCompletedFuture {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
+        }
+        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        let description: String
+        if let path = configuration.unixSocket {
+            server = try await bootstrap.bind(
+                unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+            if let mode = configuration.unixSocketMode { chmod(path, mode_t(mode)) }
+            description = "unix:\(path)"
+        } else {
+            server = try await bootstrap.bind(
+                host: configuration.address, port: configuration.port, childChannelInitializer: initializer)
+            description = "tcp://\(configuration.address):\(server.channel.localAddress?.port ?? configuration.port)"
+        }
+        return StreamListener(
+            server: server, shard: shard, aggregator: aggregator, state: state, dumpMessages: dumpMessages,
+            logger: logger, unixSocket: configuration.unixSocket, description: description,
+            port: server.channel.localAddress?.port ?? 0)
+    }
+
+    private init(
+        server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, shard: Int, aggregator: Aggregator,
+        state: DaemonState, dumpMessages: Bool, logger: Logger, unixSocket: String?, description: String, port: Int
+    ) {
+        self.server = server
+        self.shard = shard
+        self.aggregator = aggregator
+        self.state = state
+        self.dumpMessages = dumpMessages
+        self.logger = logger
+        self.unixSocket = unixSocket
+        self.description = description
+        self.port = port
+    }
+
+    public func run() async throws {
+        defer {
+            if let path = self.unixSocket { unlink(path) }
+        }
+        try await withGracefulShutdownHandler {
+            try await self.server.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in connections {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            // Stop accepting; connections still open end when their clients close them or the group is cancelled.
+            self.server.channel.close(promise: nil)
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        var limiter = LogRateLimiter()
+        do {
+            try await connection.executeThenClose { inbound, _ in
+                var pending: [UInt8] = []
+                for try await buffer in inbound {
+                    buffer.withUnsafeReadableBytes { bytes in
+                        guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
+                            pending.append(contentsOf: bytes)
+                            return
+                        }
+                        if pending.isEmpty {
+                            self.ingest(UnsafeRawBufferPointer(rebasing: bytes[0...lastNewline]), &limiter)
+                        } else {
+                            pending.append(contentsOf: bytes[0...lastNewline])
+                            pending.withUnsafeBytes { self.ingest($0, &limiter) }
+                            pending.removeAll(keepingCapacity: true)
+                        }
+                        pending.append(contentsOf: bytes[(lastNewline + 1)...])
+                    }
+                }
+                if !pending.isEmpty {
+                    pending.withUnsafeBytes { self.ingest($0, &limiter) }
+                }
+            }
+        } catch {
+            self.logger.debug("TCP connection closed with an error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func ingest(_ bytes: UnsafeRawBufferPointer, _ limiter: inout LogRateLimiter) {
+        if self.dumpMessages {
+            for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+                self.logger.info("\(String(decoding: line, as: UTF8.self))", metadata: ["statsd.type": "DEBUG"])
+            }
+        }
+        let report = self.aggregator.ingest(bytes, shard: self.shard)
+        self.state.recordBatch(badLines: report.badLines)
+        if let messages = report.badLineMessages {
+            limiter.log(messages.lines, suppressed: messages.suppressed, logger: self.logger)
+        }
+    }
+}

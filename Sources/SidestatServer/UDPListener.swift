@@ -1,0 +1,230 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import CSidestat
+import Logging
+import ServiceLifecycle
+import SidestatAggregation
+import SidestatConfiguration
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A statsd UDP listener: dedicated reader threads that receive batches of datagrams with `recvmmsg` into
+/// buffers allocated once, and aggregate each batch into their own shard under one lock acquisition.
+///
+/// Sockets are bound when the listener is made, so a port in use stops start-up with a clear message, and the
+/// bound port is known before the daemon runs (port 0 picks a free one). On shutdown each reader drains what the
+/// kernel already holds, then stops: nothing that arrived before the signal is lost.
+public final class UDPListener: Service, Sendable {
+    public let localAddress: String
+    public let port: Int
+    let sockets: [Int32]
+    let firstShard: Int
+    let aggregator: Aggregator
+    let state: DaemonState
+    let dumpMessages: Bool
+    let logger: Logger
+    private let stopping = Atomic<Bool>(false)
+
+    /// Datagrams per `recvmmsg` call.
+    static let batchSize = 64
+    /// The largest UDP payload over IPv4 and IPv6.
+    static let maximumDatagram = 65_536
+
+    public struct BindError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Binds `readers` sockets (SO_REUSEPORT when more than one) on the configured address and port.
+    init(
+        configuration: ListenerConfiguration, receiveBufferBytes: Int, readers: Int, firstShard: Int,
+        aggregator: Aggregator, state: DaemonState, dumpMessages: Bool, logger: Logger
+    ) throws {
+        self.firstShard = firstShard
+        self.aggregator = aggregator
+        self.state = state
+        self.dumpMessages = dumpMessages
+        self.logger = logger
+        var sockets: [Int32] = []
+        var port = configuration.port
+        var family: Int32 = AF_INET
+        do {
+            for _ in 0..<max(1, readers) {
+                let (fd, boundPort, boundFamily) = try Self.bindSocket(
+                    address: configuration.address, port: port, reusePort: readers > 1,
+                    receiveBufferBytes: receiveBufferBytes, logger: logger, logBuffer: sockets.isEmpty)
+                sockets.append(fd)
+                port = boundPort
+                family = boundFamily
+            }
+        } catch {
+            for fd in sockets { close(fd) }
+            throw error
+        }
+        self.sockets = sockets
+        self.port = port
+        self.localAddress = family == AF_INET6 ? "[\(configuration.address)]" : configuration.address
+    }
+
+    static func bindSocket(
+        address: String, port: Int, reusePort: Bool, receiveBufferBytes: Int, logger: Logger, logBuffer: Bool
+    ) throws -> (Int32, Int, Int32) {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var result: UnsafeMutablePointer<addrinfo>? = nil
+        let status = getaddrinfo(address, String(port), &hints, &result)
+        guard status == 0, let info = result else {
+            throw BindError(description: "cannot resolve UDP address \(address): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(result) }
+        let fd = socket(info.pointee.ai_family, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw BindError(description: "socket(): \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        if reusePort {
+            // Never SO_REUSEADDR: on Linux it lets another process share the UDP port silently.
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var requested = Int32(clamping: receiveBufferBytes)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &requested, socklen_t(MemoryLayout<Int32>.size))
+        // Wake up regularly to notice shutdown.
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw BindError(description: "cannot listen on UDP \(address):\(port): \(message)")
+        }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let boundPort = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer -> Int in
+                getsockname(fd, sockaddrPointer, &length)
+                if Int32(sockaddrPointer.pointee.sa_family) == AF_INET6 {
+                    return sockaddrPointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                        Int(UInt16(bigEndian: $0.pointee.sin6_port))
+                    }
+                }
+                return sockaddrPointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    Int(UInt16(bigEndian: $0.pointee.sin_port))
+                }
+            }
+        }
+        if logBuffer {
+            var effective: Int32 = 0
+            var size = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &effective, &size)
+            // Linux doubles the requested size for its bookkeeping and caps it at net.core.rmem_max.
+            let metadata: Logger.Metadata = [
+                "udp.receive_buffer.requested": "\(receiveBufferBytes)", "udp.receive_buffer.effective": "\(effective)",
+            ]
+            if Int(effective) < receiveBufferBytes {
+                logger.warning(
+                    "The kernel capped the UDP receive buffer (raise net.core.rmem_max to allow more)",
+                    metadata: metadata)
+            } else {
+                logger.debug("UDP receive buffer", metadata: metadata)
+            }
+        }
+        return (fd, boundPort, info.pointee.ai_family)
+    }
+
+    public func run() async throws {
+        let threads = self.sockets.enumerated().map { index, fd in
+            ReaderThread(name: "sidestat-udp\(index)") { [self] in
+                self.readLoop(fd: fd, shard: self.firstShard + index)
+            }
+        }
+        for thread in threads { thread.start() }
+        // Run until shutdown (or cancellation), then let the readers drain and stop.
+        try? await gracefulShutdown()
+        self.stopping.store(true, ordering: .releasing)
+        for thread in threads { await thread.finished() }
+        for fd in self.sockets { close(fd) }
+    }
+
+    /// The reader loop: one `recvmmsg` per batch, one lock acquisition per batch.
+    private func readLoop(fd: Int32, shard: Int) {
+        let batch = Self.batchSize
+        let size = Self.maximumDatagram
+        let buffers = UnsafeMutablePointer<UInt8>.allocate(capacity: batch * size)
+        let lengths = UnsafeMutablePointer<UInt32>.allocate(capacity: batch)
+        defer {
+            buffers.deallocate()
+            lengths.deallocate()
+        }
+        let ingestShard = self.aggregator.shards[shard]
+        var limiter = LogRateLimiter()
+        var draining = false
+        while true {
+            let flags = draining ? sidestat_msg_dontwait() : 0
+            let count = sidestat_recv_batch(fd, buffers, size, UInt32(batch), lengths, flags)
+            if count > 0 {
+                if self.dumpMessages { self.dump(buffers: buffers, lengths: lengths, count: Int(count)) }
+                let report = ingestShard.withBatch(sequence: self.aggregator.nextSequence()) { ingest in
+                    for index in 0..<Int(count) {
+                        ingest(UnsafeRawBufferPointer(start: buffers + index * size, count: Int(lengths[index])))
+                    }
+                }
+                self.state.recordBatch(badLines: report.badLines)
+                if let messages = report.badLineMessages {
+                    limiter.log(messages.lines, suppressed: messages.suppressed, logger: self.logger)
+                }
+            } else if count < 0 {
+                self.logger.error("UDP receive failed", metadata: ["error": "\(String(cString: strerror(-count)))"])
+                if draining { return }
+            } else if draining {
+                return  // the kernel queue is empty
+            }
+            if !draining, self.stopping.load(ordering: .acquiring) {
+                draining = true
+            }
+        }
+    }
+
+    private func dump(buffers: UnsafeMutablePointer<UInt8>, lengths: UnsafeMutablePointer<UInt32>, count: Int) {
+        for index in 0..<count {
+            let datagram = UnsafeRawBufferPointer(start: buffers + index * Self.maximumDatagram, count: Int(lengths[index]))
+            for line in datagram.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+                self.logger.info("\(String(decoding: line, as: UTF8.self))", metadata: ["statsd.type": "DEBUG"])
+            }
+        }
+    }
+}
+
+/// Logs bad lines as statsd does (`DEBUG: Bad line: ...`), at most 20 a second, and says how many it skipped.
+struct LogRateLimiter {
+    var windowStart = 0
+    var loggedInWindow = 0
+    var suppressed = 0
+    static let perSecond = 20
+
+    mutating func log(_ lines: [String], suppressed extra: Int, logger: Logger) {
+        let now = DaemonState.unixSeconds()
+        if now != self.windowStart {
+            if self.suppressed > 0 {
+                logger.warning("Bad lines not logged (rate limit)", metadata: ["bad_lines.suppressed": "\(self.suppressed)"])
+            }
+            self.windowStart = now
+            self.loggedInWindow = 0
+            self.suppressed = 0
+        }
+        self.suppressed += extra
+        for line in lines {
+            if self.loggedInWindow < Self.perSecond {
+                logger.info("\(line)", metadata: ["statsd.type": "DEBUG"])
+                self.loggedInWindow += 1
+            } else {
+                self.suppressed += 1
+            }
+        }
+    }
+}
