@@ -67,8 +67,14 @@ let package = Package(
         .testTarget(
             name: "SidestatConfigurationTests", dependencies: ["SidestatConfiguration"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "SidestatBackendsTests",
+            dependencies: ["SidestatBackends", "SidestatAggregation", "SidestatConfiguration"],
+            swiftSettings: swiftSettings
+        ),
+        // End-to-end: the built `sidestat` executable with real sockets, processes, carbon-cache and PyPI clients.
+        .testTarget(
             name: "SidestatServerTests",
-            dependencies: ["SidestatServer", "SidestatBackends"],
+            dependencies: ["SidestatServer", "SidestatBackends", "sidestat"],
             swiftSettings: swiftSettings
         ),
     ]

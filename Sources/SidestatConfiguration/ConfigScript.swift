@@ -12,6 +12,12 @@ public struct ConfigScriptError: Error, CustomStringConvertible, Sendable {
     public var message: String
 
     public var description: String { "line \(self.line), column \(self.column): \(self.message)" }
+
+    public init(line: Int, column: Int, message: String) {
+        self.line = line
+        self.column = column
+        self.message = message
+    }
 }
 
 /// Evaluates an Etsy statsd `config.js`: the small part of JavaScript that real configuration files use, and
@@ -653,9 +659,16 @@ private struct Parser {
                 throw self.error("unexpected `,` in an object (two commas in a row)")
             default: throw self.unexpected("a property name")
             }
+            let keyPosition = self.tokenPosition
+            let keyToken = self.token
             try self.advance()
-            try self.expect(":")
-            object[key] = try self.parseExpression()
+            if case .identifier(let name) = keyToken, self.isPunctuator(",") || self.isPunctuator("}") {
+                // `{ host }`: shorthand for `{ host: host }`.
+                object[key] = try self.identifier(name, at: keyPosition)
+            } else {
+                try self.expect(":")
+                object[key] = try self.parseExpression()
+            }
             if self.isPunctuator(",") {
                 try self.advance()
             } else if !self.isPunctuator("}") {

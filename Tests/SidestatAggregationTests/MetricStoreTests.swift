@@ -1,0 +1,115 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import SidestatAggregation
+import SidestatProtocol
+import Testing
+
+struct MetricStoreTests {
+    func ingest(_ text: String, into aggregator: Aggregator, shard: Int = 0) {
+        var bytes = Array(text.utf8)
+        bytes.withUnsafeMutableBytes { aggregator.ingest(UnsafeRawBufferPointer($0), shard: shard) }
+    }
+
+    func counters(_ snapshot: MetricSnapshot) -> [String: Double] {
+        Dictionary(uniqueKeysWithValues: snapshot.counters.map { (snapshot.string($0.key), $0.value) })
+    }
+
+    func gauges(_ snapshot: MetricSnapshot) -> [String: Double] {
+        Dictionary(uniqueKeysWithValues: snapshot.gauges.map { (snapshot.string($0.key), $0.value) })
+    }
+
+    @Test("keys persist across flushes: an idle counter is 0, a gauge keeps its value, a timer idles")
+    func persistence() {
+        let aggregator = Aggregator(shardCount: 1)
+        self.ingest("c:3|c\ng:5|g\nt:2|ms\ns:x|s", into: aggregator)
+        let first = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(self.counters(first) == ["c": 3])
+        #expect(first.packetsReceived == 1 && first.metricsReceived == 4)
+        let second = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(self.counters(second) == ["c": 0])
+        #expect(self.gauges(second) == ["g": 5])
+        #expect(second.timers.count == 1 && second.timers[0].samples.isEmpty && second.timers[0].count == 0)
+        #expect(second.sets.count == 1 && second.sets[0].members.isEmpty)
+        #expect(second.packetsReceived == 0)
+    }
+
+    @Test("gauge deltas apply to the kept value; a signed value on an unset or zero gauge sets it")
+    func gaugeDeltas() {
+        let aggregator = Aggregator(shardCount: 1)
+        self.ingest("a:-5|g\nb:0|g\nb:+2|g\nc:10|g", into: aggregator)
+        #expect(self.gauges(aggregator.takeSnapshot(policy: RetentionPolicy())) == ["a": -5, "b": 2, "c": 10])
+        self.ingest("c:+0.5|g\nc:-3|g", into: aggregator)
+        #expect(self.gauges(aggregator.takeSnapshot(policy: RetentionPolicy()))["c"] == 7.5)
+    }
+
+    @Test("deleteGauges sends a gauge for gaugesMaxTTL flushes after its last write")
+    func gaugeTTL() {
+        let aggregator = Aggregator(shardCount: 1, deleteGauges: true, gaugesMaxTTL: 2)
+        var policy = RetentionPolicy()
+        policy.deleteGauges = true
+        policy.gaugesMaxTTL = 2
+        self.ingest("g:1|g", into: aggregator)
+        #expect(self.gauges(aggregator.takeSnapshot(policy: policy)) == ["g": 1])
+        #expect(self.gauges(aggregator.takeSnapshot(policy: policy)) == ["g": 1])
+        #expect(self.gauges(aggregator.takeSnapshot(policy: policy)).isEmpty)
+    }
+
+    @Test("delete* options drop idle keys after the flush that sent them")
+    func deletes() {
+        let aggregator = Aggregator(shardCount: 1)
+        var policy = RetentionPolicy()
+        policy.deleteCounters = true
+        policy.deleteTimers = true
+        policy.deleteSets = true
+        self.ingest("c:1|c\nt:1|ms\ns:a|s", into: aggregator)
+        #expect(!aggregator.takeSnapshot(policy: policy).isEmpty)
+        #expect(aggregator.takeSnapshot(policy: policy).isEmpty)
+        self.ingest("c:2|c", into: aggregator)
+        #expect(self.counters(aggregator.takeSnapshot(policy: policy)) == ["c": 2])
+    }
+
+    @Test("shards merge: counters and timer samples add, sets unite, the newest gauge write wins")
+    func merge() {
+        let aggregator = Aggregator(shardCount: 2)
+        self.ingest("c:1|c\nt:1|ms\ns:a|s\ng:1|g", into: aggregator, shard: 0)
+        self.ingest("c:2|c\nt:2|ms\ns:a|s\ns:b|s\ng:2|g\nonly:1|c", into: aggregator, shard: 1)
+        var snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
+        snapshot.sortTimerSamples()
+        #expect(self.counters(snapshot) == ["c": 3, "only": 1])
+        #expect(snapshot.timers.count == 1 && Array(snapshot.timerSamples[snapshot.timers[0].samples]) == [1, 2])
+        #expect(snapshot.sets.count == 1 && snapshot.sets[0].members.count == 2)
+        #expect(self.gauges(snapshot) == ["g": 2])
+        #expect(snapshot.packetsReceived == 2)
+    }
+
+    @Test("management deletes by name and by folder")
+    func managementDelete() {
+        let aggregator = Aggregator(shardCount: 1)
+        self.ingest("c.a:1|c\nc.b:1|c\nd:1|c", into: aggregator)
+        #expect(aggregator.delete(kind: .counter, matching: "c.*") == ["c.a", "c.b"])
+        #expect(aggregator.delete(kind: .counter, matching: "nothere").isEmpty)
+        #expect(self.counters(aggregator.peek()) == ["d": 1])
+    }
+
+    @Test("a table of many keys finds every key again, in insertion order")
+    func table() {
+        var table = ByteKeyTable<Int>()
+        for index in 0..<10_000 {
+            var key = Array("key.\(index)".utf8)
+            let slot = key.withUnsafeMutableBytes { table.findOrInsert(UnsafeRawBufferPointer($0)) { index } }
+            #expect(slot == index)
+        }
+        for index in stride(from: 0, to: 10_000, by: 7) {
+            var key = Array("key.\(index)".utf8)
+            #expect(key.withUnsafeMutableBytes { table.find(UnsafeRawBufferPointer($0)) } == index)
+        }
+        table.removeAll { index, _ in index % 2 == 0 }
+        #expect(table.count == 5000)
+        #expect(table.keyString(at: 0) == "key.1")
+        var key = Array("key.3".utf8)
+        #expect(key.withUnsafeMutableBytes { table.find(UnsafeRawBufferPointer($0)) } == 1)
+    }
+}
