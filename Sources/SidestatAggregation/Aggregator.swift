@@ -13,7 +13,7 @@ import Synchronization
 public final class IngestShard: Sendable {
     struct State: ~Copyable {
         var store: MetricStore
-        let parser: StatsdLineParser
+        var parser: StatsdLineParser
     }
 
     private let state: Mutex<State>
@@ -63,7 +63,7 @@ public final class IngestShard: Sendable {
 
     func reconfigure(sanitizeKeys: Bool, deleteGauges: Bool, gaugesMaxTTL: Int) {
         self.state.withLock { state in
-            state.parser.sanitizeKeys = sanitizeKeys
+            if state.parser.sanitizeKeys != sanitizeKeys { state.parser = StatsdLineParser(sanitizeKeys: sanitizeKeys) }
             state.store.deleteGauges = deleteGauges
             state.store.gaugesMaxTTL = gaugesMaxTTL
         }

@@ -32,8 +32,10 @@ public struct ByteKeyTable<Value> {
 
     public private(set) var arena: [UInt8] = []
     public private(set) var entries: [Entry] = []
-    /// Open addressing with linear probing: 0 is empty, otherwise the entry index + 1.
-    private var slots: [UInt32] = []
+    /// Open addressing with linear probing. A slot is 0 when empty, otherwise the key's 32-bit hash in the high
+    /// half and the entry index + 1 in the low half, so that most mismatches are rejected without touching the
+    /// entry or the key bytes.
+    private var slots: [UInt64] = []
     private var mask = 0
 
     public init() {}
@@ -41,32 +43,41 @@ public struct ByteKeyTable<Value> {
     public var count: Int { self.entries.count }
     public var isEmpty: Bool { self.entries.isEmpty }
 
-    /// Hashes a byte string (64-bit multiply-mix over 8-byte words, then an avalanche).
+    /// Up to 8 bytes at `base + offset`, little-endian, zero-filled past `count`. Reads a whole word when it stays
+    /// inside one memory page (so it cannot fault) and masks what lies beyond.
+    @inline(__always)
+    static func partialWord(_ base: UnsafeRawPointer, _ offset: Int, _ count: Int) -> UInt64 {
+        if count <= 0 { return 0 }
+        let address = base + offset
+        if UInt(bitPattern: address) & 4095 <= 4088 {
+            let word = address.loadUnaligned(as: UInt64.self)
+            return count >= 8 ? word : word & ((1 &<< UInt64(count &* 8)) &- 1)
+        }
+        var word: UInt64 = 0
+        for index in 0..<min(count, 8) {
+            word |= UInt64(address.load(fromByteOffset: index, as: UInt8.self)) &<< UInt64(index &* 8)
+        }
+        return word
+    }
+
+    /// Hashes a byte string: 64-bit multiply-mix over 8-byte words, then a short avalanche.
+    @inline(__always)
     public static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(key.count)
-        var index = 0
         let count = key.count
-        while index + 8 <= count {
-            let word = key.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            h = (h ^ word) &* 0xBF58_476D_1CE4_E5B9
-            h = (h << 31) | (h >> 33)
-            index += 8
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(count)
+        guard let base = key.baseAddress else { return h }
+        var index = 0
+        while index &+ 8 <= count {
+            h = (h ^ base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+            h = (h &<< 31) | (h &>> 33)
+            index &+= 8
         }
         if index < count {
-            var tail: UInt64 = 0
-            var shift: UInt64 = 0
-            while index < count {
-                tail |= UInt64(key[index]) << shift
-                shift += 8
-                index += 1
-            }
-            h = (h ^ tail) &* 0x94D0_49BB_1331_11EB
+            h = (h ^ Self.partialWord(base, index, count &- index)) &* 0x94D0_49BB_1331_11EB
         }
-        h ^= h >> 33
+        h ^= h &>> 32
         h = h &* 0xFF51_AFD7_ED55_8CCD
-        h ^= h >> 33
-        h = h &* 0xC4CE_B9FE_1A85_EC53
-        h ^= h >> 33
+        h ^= h &>> 29
         return h
     }
 
@@ -75,9 +86,10 @@ public struct ByteKeyTable<Value> {
         self.find(key, hash: Self.hash(key))
     }
 
+    @inline(__always)
     func find(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Int? {
         guard !self.slots.isEmpty else { return nil }
-        let short = UInt32(truncatingIfNeeded: hash)
+        let tag = hash &<< 32
         var slot = Int(truncatingIfNeeded: hash) & self.mask
         return self.slots.withUnsafeBufferPointer { slots in
             self.entries.withUnsafeBufferPointer { entries in
@@ -85,38 +97,38 @@ public struct ByteKeyTable<Value> {
                     while true {
                         let stored = slots[slot]
                         if stored == 0 { return nil }
-                        let index = Int(stored - 1)
-                        let entry = entries[index]
-                        if entry.hash == short, Int(entry.key.length) == key.count,
-                            Self.equal(arena, entry.key, key)
-                        {
-                            return index
+                        if stored & 0xFFFF_FFFF_0000_0000 == tag {
+                            let index = Int(truncatingIfNeeded: stored & 0xFFFF_FFFF) &- 1
+                            if Int(entries[index].key.length) == key.count,
+                                Self.equal(arena, entries[index].key, key)
+                            {
+                                return index
+                            }
                         }
-                        slot = (slot + 1) & self.mask
+                        slot = (slot &+ 1) & self.mask
                     }
                 }
             }
         }
     }
 
+    @inline(__always)
     static func equal(_ arena: UnsafeRawBufferPointer, _ range: ByteRange, _ key: UnsafeRawBufferPointer) -> Bool {
         let count = key.count
         if count == 0 { return true }
         let stored = arena.baseAddress! + Int(range.offset)
+        let probe = key.baseAddress!
         var index = 0
-        while index + 8 <= count {
+        while index &+ 8 <= count {
             if stored.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                != key.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                != probe.loadUnaligned(fromByteOffset: index, as: UInt64.self)
             {
                 return false
             }
-            index += 8
+            index &+= 8
         }
-        while index < count {
-            if stored.load(fromByteOffset: index, as: UInt8.self) != key[index] { return false }
-            index += 1
-        }
-        return true
+        return index == count
+            || Self.partialWord(stored, index, count &- index) == Self.partialWord(probe, index, count &- index)
     }
 
     /// The index of `key`'s entry, inserting one made by `makeValue` when the key is new.
@@ -143,7 +155,7 @@ public struct ByteKeyTable<Value> {
     private mutating func place(index: Int, hash: UInt64) {
         var slot = Int(truncatingIfNeeded: hash) & self.mask
         while self.slots[slot] != 0 { slot = (slot + 1) & self.mask }
-        self.slots[slot] = UInt32(index + 1)
+        self.slots[slot] = (hash &<< 32) | UInt64(index + 1)
     }
 
     private mutating func grow() {
@@ -152,13 +164,23 @@ public struct ByteKeyTable<Value> {
     }
 
     private mutating func rebuildSlots(capacity: Int) {
-        self.slots = [UInt32](repeating: 0, count: capacity)
+        self.slots = [UInt64](repeating: 0, count: capacity)
         self.mask = capacity - 1
         for index in self.entries.indices {
             let range = self.entries[index].key
             let hash = self.arena.withUnsafeBytes { Self.hash(UnsafeRawBufferPointer(rebasing: $0[range.range])) }
             self.place(index: index, hash: hash)
         }
+    }
+
+    /// Updates the value for `key`, inserting `initial` first when the key is new: one lookup, one write.
+    @inline(__always)
+    public mutating func update(
+        _ key: UnsafeRawBufferPointer, initial: @autoclosure () -> Value, _ body: (inout Value) -> Void
+    ) {
+        let hash = Self.hash(key)
+        let index = self.find(key, hash: hash) ?? self.insertNew(key, hash: hash, value: initial())
+        self.entries.withUnsafeMutableBufferPointer { body(&$0[index].value) }
     }
 
     /// Mutable access to one entry's value.

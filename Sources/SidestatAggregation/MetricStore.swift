@@ -89,24 +89,25 @@ public struct MetricStore: StatsdSampleSink, Sendable {
 
     // MARK: - StatsdSampleSink
 
+    @inline(__always)
     public mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {
         self.metricsReceived += 1
         if self.keyCounts != nil {
-            let index = self.keyCounts!.findOrInsert(key) { 0 }
-            self.keyCounts![valueAt: index] += 1
+            self.keyCounts!.update(key, initial: 0) { $0 += 1 }
         }
     }
 
+    @inline(__always)
     public mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        let index = self.counters.findOrInsert(key) { 0 }
-        self.counters[valueAt: index] += value * (1 / sampleRate)
+        self.counters.update(key, initial: 0) { $0 += value * (1 / sampleRate) }
     }
 
+    @inline(__always)
     public mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        let index = self.timers.findOrInsert(key) { TimerAccumulator() }
-        self.timers[valueAt: index].add(value, sampleRate: sampleRate)
+        self.timers.update(key, initial: TimerAccumulator()) { $0.add(value, sampleRate: sampleRate) }
     }
 
+    @inline(__always)
     public mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) {
         let ttl = self.gaugesMaxTTL
         let sequence = self.writeSequence

@@ -26,6 +26,14 @@ public struct TimerStatisticsConfiguration: Sendable {
     public var percentiles: [Percentile]
     public var histograms: [Histogram]
     public var flushIntervalSeconds: Double
+    /// Every statistic's name by its ID: percentile `i` field `k` is `5i + k`, then the nine fixed statistics,
+    /// then each histogram rule's bins (as `histogram.bin_x`). Encoders prepare their bytes once per flush.
+    public private(set) var statisticNames: [String] = []
+    /// The ID of each histogram rule's first bin.
+    public private(set) var histogramBase: [Int] = []
+
+    /// The ID of the first fixed statistic (`std`).
+    public var fixedBase: Int { self.percentiles.count * 5 }
     /// Whether `std`, `upper`, `lower`, `count`, `count_ps`, `sum`, `sum_squares`, `mean`, `median` and
     /// `histogram` are emitted (in that order).
     public var keptFixed: [Bool]
@@ -68,6 +76,11 @@ public struct TimerStatisticsConfiguration: Sendable {
                 })
         }
         self.flushIntervalSeconds = flushIntervalSeconds
+        self.statisticNames = self.percentiles.flatMap(\.names) + Self.fixedNames
+        for rule in self.histograms {
+            self.histogramBase.append(self.statisticNames.count)
+            self.statisticNames += rule.bins.map { "histogram." + $0.name }
+        }
         self.keptFixed = (Self.fixedNames + ["histogram"]).map { name in
             guard let filter else { return true }
             return name == "histogram" ? filter.contains("histogram") : filter.contains(Self.filterName(name))
@@ -87,12 +100,12 @@ public struct TimerStatisticsConfiguration: Sendable {
         return String(decoding: bytes[..<(start - 1)], as: UTF8.self) + "_percent"
     }
 
-    /// The histogram bins for a key: the first rule whose metric the key contains.
-    public func bins(for key: UnsafeRawBufferPointer) -> [(limit: Double?, name: String)] {
-        for rule in self.histograms {
-            if rule.metric.isEmpty || Self.contains(key, rule.metric) { return rule.bins }
+    /// The histogram rule for a key: the first whose metric the key contains.
+    public func histogramRule(for key: UnsafeRawBufferPointer) -> Int? {
+        for (index, rule) in self.histograms.enumerated() {
+            if rule.metric.isEmpty || Self.contains(key, rule.metric) { return index }
         }
-        return []
+        return nil
     }
 
     static func contains(_ haystack: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
@@ -112,110 +125,122 @@ public struct TimerStatisticsConfiguration: Sendable {
 }
 
 /// Computes a timer's statistics exactly as Etsy statsd's `process_metrics` does, value for value and in the
-/// same order, reusing its scratch memory from one timer to the next.
-public struct TimerStatisticsCalculator {
+/// same order, reusing its scratch memory from one timer to the next. A class, so that encoders share one without
+/// copying its buffers.
+public final class TimerStatisticsCalculator {
     public let configuration: TimerStatisticsConfiguration
-    private var cumulative: [Double] = []
-    private var cumulativeSquares: [Double] = []
+    private var cumulative: UnsafeMutablePointer<Double>
+    private var cumulativeSquares: UnsafeMutablePointer<Double>
+    private var capacity = 0
 
     public init(configuration: TimerStatisticsConfiguration) {
         self.configuration = configuration
+        self.cumulative = .allocate(capacity: 1)
+        self.cumulativeSquares = .allocate(capacity: 1)
     }
 
-    /// Calls `body` with each statistic's name and value. `samples` must be sorted ascending; `count` is
-    /// Σ 1/sampleRate. Histogram bins arrive as `histogram` plus the bin name in `subname`.
-    public mutating func forEachStatistic(
+    deinit {
+        self.cumulative.deallocate()
+        self.cumulativeSquares.deallocate()
+    }
+
+    /// Calls `body` with each statistic's ID (see `TimerStatisticsConfiguration.statisticNames`) and value.
+    /// `samples` must be sorted ascending; `count` is Σ 1/sampleRate.
+    @inline(__always)
+    public func forEachStatistic(
         samples: UnsafeBufferPointer<Double>, count weightedCount: Double, key: UnsafeRawBufferPointer,
-        _ body: (_ name: String, _ subname: String?, _ value: Double) -> Void
+        _ body: (_ statistic: Int, _ value: Double) -> Void
     ) {
         let config = self.configuration
+        let fixed = config.fixedBase
+        let kept = config.keptFixed
         let n = samples.count
         guard n > 0 else {
             // An idle timer (kept between flushes) reports only its rate and count, in this order.
-            if config.keptFixed[4] { body("count_ps", nil, 0) }
-            if config.keptFixed[3] { body("count", nil, 0) }
+            if kept[4] { body(fixed + 4, 0) }
+            if kept[3] { body(fixed + 3, 0) }
             return
         }
-        if self.cumulative.count < n {
-            self.cumulative = [Double](repeating: 0, count: n)
-            self.cumulativeSquares = [Double](repeating: 0, count: n)
+        if self.capacity < n {
+            self.cumulative.deallocate()
+            self.cumulativeSquares.deallocate()
+            self.capacity = max(n, self.capacity * 2)
+            self.cumulative = .allocate(capacity: self.capacity)
+            self.cumulativeSquares = .allocate(capacity: self.capacity)
         }
+        let cumulative = self.cumulative
+        let squares = self.cumulativeSquares
         let minimum = samples[0]
         let maximum = samples[n - 1]
-        self.cumulative.withUnsafeMutableBufferPointer { cumulative in
-            self.cumulativeSquares.withUnsafeMutableBufferPointer { squares in
-                cumulative[0] = minimum
-                squares[0] = minimum * minimum
-                var i = 1
-                while i < n {
-                    cumulative[i] = samples[i] + cumulative[i - 1]
-                    squares[i] = samples[i] * samples[i] + squares[i - 1]
-                    i += 1
-                }
-                var sum = minimum
-                var sumSquares = minimum * minimum
-                var mean = minimum
-                var boundary = maximum
-                for percentile in config.percentiles {
-                    let threshold = percentile.threshold
-                    var inThreshold = n
-                    if n > 1 {
-                        inThreshold = Int((abs(threshold) / 100 * Double(n)).rounded(.toNearestOrAwayFromZero))
-                        if inThreshold == 0 { continue }
-                        if threshold > 0 {
-                            boundary = samples[inThreshold - 1]
-                            sum = cumulative[inThreshold - 1]
-                            sumSquares = squares[inThreshold - 1]
-                        } else {
-                            boundary = samples[n - inThreshold]
-                            // statsd reads cumulative[-1] here when every value is in the threshold: it is 0.
-                            let before = n - inThreshold - 1
-                            sum = cumulative[n - 1] - (before >= 0 ? cumulative[before] : 0)
-                            sumSquares = squares[n - 1] - (before >= 0 ? squares[before] : 0)
-                        }
-                        mean = sum / Double(inThreshold)
-                    }
-                    let kept = percentile.kept
-                    let names = percentile.names
-                    if kept[0] { body(names[0], nil, Double(inThreshold)) }
-                    if kept[1] { body(names[1], nil, mean) }
-                    if kept[2] { body(names[2], nil, boundary) }
-                    if kept[3] { body(names[3], nil, sum) }
-                    if kept[4] { body(names[4], nil, sumSquares) }
-                }
-                sum = cumulative[n - 1]
-                sumSquares = squares[n - 1]
-                mean = sum / Double(n)
-                var sumOfDiffs = 0.0
-                for index in 0..<n {
-                    sumOfDiffs += (samples[index] - mean) * (samples[index] - mean)
-                }
-                let middle = n / 2
-                let median = n % 2 == 1 ? samples[middle] : (samples[middle - 1] + samples[middle]) / 2
-                let standardDeviation = (sumOfDiffs / Double(n)).squareRoot()
-                let kept = config.keptFixed
-                let names = TimerStatisticsConfiguration.fixedNames
-                if kept[0] { body(names[0], nil, standardDeviation) }
-                if kept[1] { body(names[1], nil, maximum) }
-                if kept[2] { body(names[2], nil, minimum) }
-                if kept[3] { body(names[3], nil, weightedCount) }
-                if kept[4] { body(names[4], nil, weightedCount / config.flushIntervalSeconds) }
-                if kept[5] { body(names[5], nil, sum) }
-                if kept[6] { body(names[6], nil, sumSquares) }
-                if kept[7] { body(names[7], nil, mean) }
-                if kept[8] { body(names[8], nil, median) }
-            }
+        cumulative[0] = minimum
+        squares[0] = minimum * minimum
+        var i = 1
+        while i < n {
+            cumulative[i] = samples[i] + cumulative[i - 1]
+            squares[i] = samples[i] * samples[i] + squares[i - 1]
+            i += 1
         }
-        guard config.keptFixed[9] else { return }
-        let bins = config.bins(for: key)
+        var sum = minimum
+        var sumSquares = minimum * minimum
+        var mean = minimum
+        var boundary = maximum
+        for (index, percentile) in config.percentiles.enumerated() {
+            let threshold = percentile.threshold
+            var inThreshold = n
+            if n > 1 {
+                inThreshold = Int((abs(threshold) / 100 * Double(n)).rounded(.toNearestOrAwayFromZero))
+                if inThreshold == 0 { continue }
+                if threshold > 0 {
+                    boundary = samples[inThreshold - 1]
+                    sum = cumulative[inThreshold - 1]
+                    sumSquares = squares[inThreshold - 1]
+                } else {
+                    boundary = samples[n - inThreshold]
+                    // statsd reads cumulative[-1] here when every value is in the threshold: it is 0.
+                    let before = n - inThreshold - 1
+                    sum = cumulative[n - 1] - (before >= 0 ? cumulative[before] : 0)
+                    sumSquares = squares[n - 1] - (before >= 0 ? squares[before] : 0)
+                }
+                mean = sum / Double(inThreshold)
+            }
+            let keptFields = percentile.kept
+            let base = index * 5
+            if keptFields[0] { body(base, Double(inThreshold)) }
+            if keptFields[1] { body(base + 1, mean) }
+            if keptFields[2] { body(base + 2, boundary) }
+            if keptFields[3] { body(base + 3, sum) }
+            if keptFields[4] { body(base + 4, sumSquares) }
+        }
+        sum = cumulative[n - 1]
+        sumSquares = squares[n - 1]
+        mean = sum / Double(n)
+        var sumOfDiffs = 0.0
+        for index in 0..<n {
+            sumOfDiffs += (samples[index] - mean) * (samples[index] - mean)
+        }
+        let middle = n / 2
+        let median = n % 2 == 1 ? samples[middle] : (samples[middle - 1] + samples[middle]) / 2
+        let standardDeviation = (sumOfDiffs / Double(n)).squareRoot()
+        if kept[0] { body(fixed, standardDeviation) }
+        if kept[1] { body(fixed + 1, maximum) }
+        if kept[2] { body(fixed + 2, minimum) }
+        if kept[3] { body(fixed + 3, weightedCount) }
+        if kept[4] { body(fixed + 4, weightedCount / config.flushIntervalSeconds) }
+        if kept[5] { body(fixed + 5, sum) }
+        if kept[6] { body(fixed + 6, sumSquares) }
+        if kept[7] { body(fixed + 7, mean) }
+        if kept[8] { body(fixed + 8, median) }
+        guard kept[9], !config.histograms.isEmpty, let rule = config.histogramRule(for: key) else { return }
         var position = 0
-        for bin in bins {
+        let bins = config.histograms[rule].bins
+        let base = config.histogramBase[rule]
+        for (index, bin) in bins.enumerated() {
             var frequency = 0
             while position < n, bin.limit == nil || samples[position] < bin.limit! {
                 frequency += 1
                 position += 1
             }
-            body("histogram", bin.name, Double(frequency))
+            body(base + index, Double(frequency))
         }
     }
 }

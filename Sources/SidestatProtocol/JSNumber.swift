@@ -266,16 +266,9 @@ public enum JSNumber {
         if !inexact, mantissa < (1 << 53), decimalExponent >= -22, decimalExponent <= 22 {
             let m = Double(mantissa)
             return decimalExponent >= 0
-                ? m * powersOfTen[decimalExponent] : m / powersOfTen[-decimalExponent]
+                ? m * ByteScan.powerOfTen(decimalExponent) : m / ByteScan.powerOfTen(-decimalExponent)
         }
         return strtodFallback(b)
-    }
-
-    @usableFromInline
-    static let powersOfTen: [Double] = (0...22).map { exponent in
-        var value = 1.0
-        for _ in 0..<exponent { value *= 10 }
-        return value
     }
 
     private static func strtodFallback(_ b: UnsafeRawBufferPointer) -> Double? {

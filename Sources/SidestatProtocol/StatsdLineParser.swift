@@ -36,11 +36,13 @@ public protocol StatsdSampleSink {
 /// `@unchecked Sendable` so that it can live inside that lock.
 public final class StatsdLineParser: @unchecked Sendable {
     /// Etsy statsd's `keyNameSanitize`.
-    public var sanitizeKeys: Bool
+    public let sanitizeKeys: Bool
 
     @usableFromInline let keyScratch: UnsafeMutableRawBufferPointer
     @usableFromInline let memberScratch: UnsafeMutableRawBufferPointer
     @usableFromInline let constants: UnsafeMutableRawBufferPointer
+    /// 256 flags: 1 for the bytes statsd keeps in a key (a table the parser owns: no global on the hot path).
+    @usableFromInline let keyBytes: UnsafeMutablePointer<UInt8>
 
     /// The longest key Sidestat builds (key plus tags), in bytes; a datagram is at most 65,507 bytes.
     public static let maximumKeyLength = 3 * 65_536
@@ -52,30 +54,125 @@ public final class StatsdLineParser: @unchecked Sendable {
         self.constants = .allocate(byteCount: 2, alignment: 1)
         self.constants[0] = UInt8(ascii: "1")
         self.constants[1] = UInt8(ascii: "0")
+        self.keyBytes = .allocate(capacity: 256)
+        for byte in 0..<256 { self.keyBytes[byte] = ByteScan.isKeyByte(UInt8(byte)) ? 1 : 0 }
     }
 
     deinit {
         self.keyScratch.deallocate()
         self.memberScratch.deallocate()
         self.constants.deallocate()
+        self.keyBytes.deallocate()
     }
 
     /// Parses one datagram (or one chunk of complete TCP lines) and reports every line and value to `sink`.
     @inlinable
     public func parse<Sink: StatsdSampleSink>(_ datagram: UnsafeRawBufferPointer, into sink: inout Sink) {
+        guard let base = datagram.baseAddress else { return }
         var start = 0
         let count = datagram.count
-        while start <= count {
-            var end = start
-            while end < count, datagram[end] != UInt8(ascii: "\n") { end += 1 }
+        while start < count {
+            let (end, hasHash) = ByteScan.lineEnd(base: base, from: start, to: count)
             if end > start {
-                self.parseLine(UnsafeRawBufferPointer(rebasing: datagram[start..<end]), into: &sink)
+                let line = UnsafeRawBufferPointer(start: base + start, count: end &- start)
+                if hasHash || !self.parseCommonLine(line, into: &sink) {
+                    self.parseLine(line, into: &sink)
+                }
             }
-            start = end + 1
+            start = end &+ 1
         }
     }
 
-    @inlinable
+    /// The fast path for the lines clients send nearly always: a clean key, no tags, and values of the form
+    /// `[-]digits|c`, `|ms` or `|g`, optionally with `|@rate`. It reads the line once and gives exactly what the
+    /// general path gives; a value it does not recognise is handed to the general value parser, and a line it
+    /// cannot take whole (unclean key, tags, a trailing `\r`, a DogStatsD event) returns false before reporting
+    /// anything.
+    @inlinable @inline(__always)
+    func parseCommonLine<Sink: StatsdSampleSink>(_ line: UnsafeRawBufferPointer, into sink: inout Sink) -> Bool {
+        let n = line.count
+        let p = line.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let last = p[n - 1]
+        if last == UInt8(ascii: "\r") || last == UInt8(ascii: " ") || p[0] == UInt8(ascii: "_") { return false }
+        // The caller has checked that the line holds no '#' (no tags).
+        let table = self.keyBytes
+        var clean: UInt8 = 1
+        var colon = 0
+        while colon < n {
+            let byte = p[colon]
+            if byte == UInt8(ascii: ":") { break }
+            clean &= table[Int(byte)]
+            colon &+= 1
+        }
+        if colon == n || clean == 0 { return false }
+        let key = UnsafeRawBufferPointer(start: p, count: colon)
+        sink.lineSeen(line, key: key)
+        var start = colon &+ 1
+        while true {
+            var index = start
+            var negative = false
+            if index < n, p[index] == UInt8(ascii: "-") {
+                negative = true
+                index &+= 1
+            }
+            let digitsStart = index
+            var integer: Int64 = 0
+            while index < n {
+                let digit = p[index] &- UInt8(ascii: "0")
+                if digit > 9 { break }
+                integer = integer &* 10 &+ Int64(digit)
+                index &+= 1
+            }
+            let digits = index &- digitsStart
+            var end = n
+            fast: do {
+                guard digits > 0, digits <= 15, index < n, p[index] == UInt8(ascii: "|") else { break fast }
+                let type = index &+ 1
+                guard type < n else { break fast }
+                var kind = MetricKind.set
+                var typeEnd = type &+ 1
+                switch p[type] {
+                case UInt8(ascii: "c"): kind = .counter
+                case UInt8(ascii: "g"): kind = .gauge
+                case UInt8(ascii: "m"):
+                    guard typeEnd < n, p[typeEnd] == UInt8(ascii: "s"), !negative else { break fast }
+                    kind = .timer
+                    typeEnd &+= 1
+                default: break fast
+                }
+                var sampleRate = 1.0
+                end = typeEnd
+                if typeEnd < n, p[typeEnd] == UInt8(ascii: "|") {
+                    var rateEnd = typeEnd &+ 1
+                    while rateEnd < n, p[rateEnd] != UInt8(ascii: ":"), p[rateEnd] != UInt8(ascii: "|") { rateEnd &+= 1 }
+                    guard rateEnd == n || p[rateEnd] == UInt8(ascii: ":"),
+                        let rate = Self.parseSampleRate(
+                            UnsafeRawBufferPointer(start: p + (typeEnd &+ 1), count: rateEnd &- typeEnd &- 1))
+                    else { break fast }
+                    sampleRate = rate
+                    end = rateEnd
+                }
+                guard end == n || p[end] == UInt8(ascii: ":") else { break fast }
+                let value = negative ? -Double(integer) : Double(integer)
+                switch kind {
+                case .counter: sink.counter(key: key, value: value, sampleRate: sampleRate)
+                case .timer: sink.timer(key: key, value: value, sampleRate: sampleRate)
+                default: sink.gauge(key: key, value: value, isDelta: negative)
+                }
+                if end >= n { return true }
+                start = end &+ 1
+                continue
+            }
+            // Anything else in this value: the general value parser, on the same bytes.
+            end = ByteScan.firstIndex(of: UInt8(ascii: ":"), base: UnsafeRawPointer(p), from: start, to: n)
+            self.parseValue(
+                UnsafeRawBufferPointer(start: p + start, count: end &- start), key: key, line: line, into: &sink)
+            if end >= n { return true }
+            start = end &+ 1
+        }
+    }
+
+    @inlinable @inline(__always)
     func parseLine<Sink: StatsdSampleSink>(_ rawLine: UnsafeRawBufferPointer, into sink: inout Sink) {
         // CRLF clients and trailing spaces: trimmed before the type is read (DEVIATIONS #6).
         var lineEnd = rawLine.count
@@ -91,7 +188,8 @@ public final class StatsdLineParser: @unchecked Sendable {
         // `body|#tags`: the tags end at the next `|` (DogStatsD's container and timestamp fields follow them).
         var bodyEnd = line.count
         var tags: Range<Int>? = nil
-        var index = 0
+        // Most lines have no '#' at all: one fast scan rules tags out.
+        var index = ByteScan.firstIndex(of: UInt8(ascii: "#"), in: line, from: 0, to: line.count) == line.count ? line.count : 0
         while index + 1 < line.count {
             if line[index] == UInt8(ascii: "|"), line[index + 1] == UInt8(ascii: "#") {
                 bodyEnd = index
@@ -102,8 +200,7 @@ public final class StatsdLineParser: @unchecked Sendable {
             }
             index += 1
         }
-        var colon = 0
-        while colon < bodyEnd, line[colon] != UInt8(ascii: ":") { colon += 1 }
+        let colon = ByteScan.firstIndex(of: UInt8(ascii: ":"), in: line, from: 0, to: bodyEnd)
         let rawKey = UnsafeRawBufferPointer(rebasing: line[0..<colon])
         let key = self.buildKey(rawKey, tags: tags.map { UnsafeRawBufferPointer(rebasing: line[$0]) })
         sink.lineSeen(rawLine, key: key)
@@ -114,8 +211,7 @@ public final class StatsdLineParser: @unchecked Sendable {
         }
         var valueStart = colon + 1
         while valueStart <= bodyEnd {
-            var valueEnd = valueStart
-            while valueEnd < bodyEnd, line[valueEnd] != UInt8(ascii: ":") { valueEnd += 1 }
+            let valueEnd = ByteScan.firstIndex(of: UInt8(ascii: ":"), in: line, from: valueStart, to: bodyEnd)
             self.parseValue(
                 UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd]), key: key, line: rawLine, into: &sink)
             valueStart = valueEnd + 1
@@ -130,7 +226,7 @@ public final class StatsdLineParser: @unchecked Sendable {
     @usableFromInline
     var zeroMember: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: self.constants[1..<2]) }
 
-    @inlinable
+    @inlinable @inline(__always)
     static func isDogStatsDEventOrCheck(_ line: UnsafeRawBufferPointer) -> Bool {
         guard line.count >= 4, line[0] == UInt8(ascii: "_") else { return false }
         if line[1] == UInt8(ascii: "e"), line[2] == UInt8(ascii: "{") { return true }
@@ -138,24 +234,21 @@ public final class StatsdLineParser: @unchecked Sendable {
     }
 
     /// One `value|type[|@rate]...` group.
-    @inlinable
+    @inlinable @inline(__always)
     func parseValue<Sink: StatsdSampleSink>(
         _ fields: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, line: UnsafeRawBufferPointer,
         into sink: inout Sink
     ) {
-        var bar = 0
-        while bar < fields.count, fields[bar] != UInt8(ascii: "|") { bar += 1 }
+        let bar = ByteScan.firstIndex(of: UInt8(ascii: "|"), in: fields, from: 0, to: fields.count)
         guard bar < fields.count else {
             sink.badValue(line: line, fields: fields)
             return
         }
         let value = UnsafeRawBufferPointer(rebasing: fields[0..<bar])
-        var typeEnd = bar + 1
-        while typeEnd < fields.count, fields[typeEnd] != UInt8(ascii: "|") { typeEnd += 1 }
+        let typeEnd = ByteScan.firstIndex(of: UInt8(ascii: "|"), in: fields, from: bar + 1, to: fields.count)
         var sampleRate = 1.0
         if typeEnd < fields.count {
-            var rateEnd = typeEnd + 1
-            while rateEnd < fields.count, fields[rateEnd] != UInt8(ascii: "|") { rateEnd += 1 }
+            let rateEnd = ByteScan.firstIndex(of: UInt8(ascii: "|"), in: fields, from: typeEnd + 1, to: fields.count)
             guard let rate = Self.parseSampleRate(UnsafeRawBufferPointer(rebasing: fields[(typeEnd + 1)..<rateEnd]))
             else {
                 sink.badValue(line: line, fields: fields)
@@ -171,7 +264,8 @@ public final class StatsdLineParser: @unchecked Sendable {
             return
         }
         // `Number("")` is 0, but statsd rejects an empty value; JavaScript trims the rest.
-        guard !value.isEmpty, let number = JSNumber.parse(value), number.isFinite else {
+        guard !value.isEmpty, let number = ByteScan.simpleInteger(value) ?? JSNumber.parse(value), number.isFinite
+        else {
             sink.badValue(line: line, fields: fields)
             return
         }
@@ -194,7 +288,7 @@ public final class StatsdLineParser: @unchecked Sendable {
         }
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     static func kind(of type: UnsafeRawBufferPointer) -> MetricKind {
         switch type.count {
         case 1:
@@ -208,7 +302,7 @@ public final class StatsdLineParser: @unchecked Sendable {
         }
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     static func trimASCIIWhitespace(_ b: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         var start = 0
         var end = b.count
@@ -219,7 +313,7 @@ public final class StatsdLineParser: @unchecked Sendable {
 
     /// `@` and a decimal number above 0 (exponent allowed). Hex, signs, white space, `0`, and anything
     /// not finite are rejected (DEVIATIONS #1, #4, #5).
-    @inlinable
+    @inlinable @inline(__always)
     public static func parseSampleRate(_ field: UnsafeRawBufferPointer) -> Double? {
         guard field.count > 1, field[0] == UInt8(ascii: "@") else { return nil }
         guard let rate = JSNumber.parseUnsignedDecimal(UnsafeRawBufferPointer(rebasing: field[1...])),
@@ -231,11 +325,14 @@ public final class StatsdLineParser: @unchecked Sendable {
     // MARK: - Keys
 
     /// The key as statsd stores it: tags appended as `;name=value`, then sanitized when `sanitizeKeys` is on.
-    @inlinable
+    @inlinable @inline(__always)
     func buildKey(_ raw: UnsafeRawBufferPointer, tags: UnsafeRawBufferPointer?) -> UnsafeRawBufferPointer {
         if tags == nil {
             if self.sanitizeKeys {
-                if KeySanitizer.isClean(raw) { return raw }
+                let table = self.keyBytes
+                var clean: UInt8 = 1
+                for byte in raw { clean &= table[Int(byte)] }
+                if clean == 1 { return raw }
             } else if UTF8Repair.isASCII(raw) {
                 return raw
             }
@@ -289,7 +386,7 @@ public final class StatsdLineParser: @unchecked Sendable {
     }
 
     /// Set members are kept as the client sent them, except that invalid UTF-8 becomes U+FFFD, as node decodes it.
-    @inlinable
+    @inlinable @inline(__always)
     func normalizedMember(_ member: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         if UTF8Repair.isASCII(member) { return member }
         let count = UTF8Repair.repair(member, into: self.memberScratch)
@@ -300,22 +397,10 @@ public final class StatsdLineParser: @unchecked Sendable {
 /// Etsy statsd's key sanitizing: runs of white space become `_`, `/` becomes `-`, and everything outside
 /// `[a-zA-Z0-9_.;=-]` is removed (non-ASCII letters and invalid UTF-8 included).
 public enum KeySanitizer {
-    @usableFromInline
-    static let allowed: [Bool] = (0..<256).map { value in
-        switch UInt8(value) {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."),
-            UInt8(ascii: ";"), UInt8(ascii: "="):
-            return true
-        default:
-            return false
-        }
-    }
-
     /// True when sanitizing would not change `key`.
-    @inlinable
+    @inlinable @inline(__always)
     public static func isClean(_ key: UnsafeRawBufferPointer) -> Bool {
-        for byte in key where !allowed[Int(byte)] { return false }
+        for byte in key where !ByteScan.isKeyByte(byte) { return false }
         return true
     }
 
@@ -340,7 +425,7 @@ public enum KeySanitizer {
             if byte == UInt8(ascii: "/") {
                 output[length] = UInt8(ascii: "-")
                 length += 1
-            } else if allowed[Int(byte)] {
+            } else if ByteScan.isKeyByte(byte) {
                 output[length] = byte
                 length += 1
             }

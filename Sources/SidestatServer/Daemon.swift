@@ -131,6 +131,8 @@ public final class Daemon: Sendable {
         configuration.maximumGracefulShutdownDuration = .milliseconds(
             self.configuration.shutdownTimeoutMilliseconds + 2000)
         self.logger.info("server is up", metadata: self.upMetadata)
+        // Start-up code (configuration, binding) is cold from here on: let the kernel take its pages back.
+        _ = sidestat_page_out_executable()
         try await ServiceGroup(configuration: configuration).run()
     }
 

@@ -35,6 +35,9 @@ public final class UDPListener: Service, Sendable {
 
     /// Datagrams per `recvmmsg` call.
     static let batchSize = 64
+    /// Bounds of the adaptive pause after a short receive batch, in microseconds.
+    static let minimumNapMicroseconds = 50
+    static let maximumNapMicroseconds = 400
     /// The largest UDP payload over IPv4 and IPv6.
     static let maximumDatagram = 65_536
 
@@ -164,6 +167,10 @@ public final class UDPListener: Service, Sendable {
         let ingestShard = self.aggregator.shards[shard]
         var limiter = LogRateLimiter()
         var draining = false
+        // After a short batch, a short nap lets the next recvmmsg find a fuller queue: fewer wakeups and system
+        // calls per datagram. The nap grows while batches stay short and shrinks when one comes back full; the
+        // socket buffer holds far more than arrives during the longest nap.
+        var nap = Self.minimumNapMicroseconds
         while true {
             let flags = draining ? sidestat_msg_dontwait() : 0
             let count = sidestat_recv_batch(fd, buffers, size, UInt32(batch), lengths, flags)
@@ -183,6 +190,14 @@ public final class UDPListener: Service, Sendable {
                 if draining { return }
             } else if draining {
                 return  // the kernel queue is empty
+            }
+            if count > 0 && !draining {
+                if count < Int32(batch) {
+                    usleep(UInt32(nap))
+                    nap = min(nap * 2, Self.maximumNapMicroseconds)
+                } else {
+                    nap = max(nap / 2, Self.minimumNapMicroseconds)
+                }
             }
             if !draining, self.stopping.load(ordering: .acquiring) {
                 draining = true

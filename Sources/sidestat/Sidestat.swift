@@ -3,7 +3,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-import ArgumentParser
 import Logging
 import SidestatBackends
 import SidestatConfiguration
@@ -16,108 +15,124 @@ import Darwin
 #endif
 
 @main
-struct Sidestat: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sidestat",
-        abstract: "A statsd-compatible metrics sidecar: Etsy statsd's protocol, config file and Graphite output.",
-        discussion: """
-            With no arguments Sidestat listens on UDP 127.0.0.1:8125 (management on 127.0.0.1:8126) and prints each \
-            flush to the console every 10 s. `sidestat config.js` runs it like `node stats.js config.js`.
-            """,
-        subcommands: [Serve.self, CheckConfig.self],
-        defaultSubcommand: Serve.self
-    )
-}
+struct Sidestat {
+    static let overview = """
+        OVERVIEW: A statsd-compatible metrics sidecar: Etsy statsd's protocol, config file and Graphite output.
 
-/// Where a command reads its configuration: `--config FILE` or a bare `FILE`, as `node stats.js FILE`.
-struct ConfigurationOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "A statsd configuration file (config.js or JSON).")
-    var config: String?
+        With no arguments Sidestat listens on UDP 127.0.0.1:8125 (management on 127.0.0.1:8126) and prints each
+        flush to the console every 10 s. `sidestat config.js` runs it like `node stats.js config.js`.
 
-    @Argument(help: "The configuration file, given the way `node stats.js config.js` takes it.")
-    var file: String?
+        USAGE: sidestat [serve] [--config <file>] [<file>]
+               sidestat <subcommand>
 
-    func validate() throws {
-        if self.config != nil && self.file != nil {
-            throw ValidationError("Give the configuration file once: either --config FILE or FILE.")
+        SUBCOMMANDS:
+          serve (default)         Run the statsd server.
+          check-config            Validate a configuration file and print the effective configuration.
+
+          See 'sidestat <subcommand> --help' for detailed help.
+
+        """
+
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        let command: String
+        if let first = arguments.first, Self.commands[first] != nil {
+            command = first
+            arguments.removeFirst()
+        } else if arguments.first == "-h" || arguments.first == "--help" || arguments.first == "help" {
+            writeStandardOutput(Self.overview)
+            exit(0)
+        } else {
+            command = "serve"
         }
-    }
-
-    var path: String? { self.config ?? self.file }
-
-    /// Loads the configuration, or prints every problem and exits with code 2.
-    func load() throws -> DaemonConfiguration {
-        guard let path = self.path else { return .embeddedDefault }
+        let (spec, body) = Self.commands[command]!
         do {
-            let (configuration, warnings) = try DaemonConfiguration.load(path: path, environment: processEnvironment())
-            for warning in warnings { printError("sidestat: warning: \(path): \(warning)") }
-            return configuration
-        } catch let error as ConfigurationError {
-            printError("sidestat: configuration error:\n" + error.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-            throw ExitCode(2)
-        }
-    }
-}
-
-func printError(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-            if written <= 0 { return }
-            offset += written
-        }
-    }
-}
-
-extension Sidestat {
-    struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Run the statsd server (the default command).",
-            discussion: "SIGTERM or SIGINT stops listening, flushes once more, waits for delivery and exits 0.")
-
-        @OptionGroup var options: ConfigurationOptions
-
-        func run() async throws {
-            let configuration = try self.options.load()
-            let output: any TextOutput =
-                configuration.logBackend == .syslog
-                ? SyslogOutput(application: configuration.logApplication) : StandardOutput.shared
-            let level: Logger.Level = configuration.debug ? .debug : .info
-            LoggingSystem.bootstrap { _ in StatsdLogHandler(output: output, level: level) }
-            let logger = Logger(label: "sidestat")
-            let daemon: Daemon
-            do {
-                daemon = try await Daemon.start(configuration: configuration, output: StandardOutput.shared, logger: logger)
-            } catch {
-                printError("sidestat: cannot start: \(error)")
-                throw ExitCode(1)
+            guard let parsed = try parse(arguments, spec) else {
+                writeStandardOutput(spec.helpText)
+                exit(0)
             }
-            try await daemon.run()
+            exit(try await body(parsed))
+        } catch let error as UsageError {
+            writeStandardError("Error: \(error.description)\nUsage: \(spec.usage)\n  See 'sidestat \(spec.name) --help' for more information.")
+            exit(64)
+        } catch {
+            writeStandardError("sidestat: \(error)")
+            exit(1)
         }
     }
 
-    struct CheckConfig: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "check-config",
-            abstract: "Validate a configuration file and print the effective configuration.",
-            discussion: "Exits 0 when the file is usable and 2 (naming each bad key) when it is not.")
+    static let commands: [String: (CommandSpec, @Sendable (ParsedCommand) async throws -> Int32)] = [
+        "serve": (Serve.spec, Serve.run),
+        "check-config": (CheckConfig.spec, CheckConfig.run),
+    ]
+}
 
-        @Argument(help: "The configuration file (config.js or JSON).")
-        var file: String
-
-        func run() async throws {
-            let configuration = try ConfigurationOptions(config: self.file, file: nil).load()
-            print(configuration.effectiveDescription)
-        }
+/// Loads the configuration named by `--config FILE` or a bare `FILE`, or prints every problem (exit code 2).
+func loadConfiguration(_ path: String?) -> DaemonConfiguration? {
+    guard let path else { return .embeddedDefault }
+    do {
+        let (configuration, warnings) = try DaemonConfiguration.load(path: path, environment: processEnvironment())
+        for warning in warnings { writeStandardError("sidestat: warning: \(path): \(warning)") }
+        return configuration
+    } catch let error as ConfigurationError {
+        writeStandardError(
+            "sidestat: configuration error:\n"
+                + error.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        return nil
+    } catch {
+        writeStandardError("sidestat: configuration error: \(error)")
+        return nil
     }
 }
 
-extension ConfigurationOptions {
-    init(config: String?, file: String?) {
-        self.init()
-        self.config = config
-        self.file = file
+let configOption = CommandSpec.Option(
+    names: ["--config", "-c"], valueName: "file", help: "A statsd configuration file (config.js or JSON).")
+
+/// `sidestat serve`: the statsd daemon.
+enum Serve {
+    static let spec = CommandSpec(
+        name: "serve", usage: "sidestat serve [--config <file>] [<file>]",
+        abstract: "Run the statsd server (the default command).",
+        discussion: "SIGTERM or SIGINT stops listening, flushes once more, waits for delivery and exits 0.",
+        options: [configOption],
+        arguments: [("<file>", "The configuration file, given the way `node stats.js config.js` takes it.")])
+
+    static func run(_ parsed: ParsedCommand) async throws -> Int32 {
+        guard parsed.positional.count <= 1 else { throw UsageError(description: "unexpected argument '\(parsed.positional[1])'") }
+        if parsed.value("--config") != nil && !parsed.positional.isEmpty {
+            throw UsageError(description: "give the configuration file once: either --config FILE or FILE")
+        }
+        guard let configuration = loadConfiguration(parsed.value("--config") ?? parsed.positional.first) else { return 2 }
+        let output: any TextOutput =
+            configuration.logBackend == .syslog
+            ? SyslogOutput(application: configuration.logApplication) : StandardOutput.shared
+        let level: Logger.Level = configuration.debug ? .debug : .info
+        LoggingSystem.bootstrap { _ in StatsdLogHandler(output: output, level: level) }
+        let logger = Logger(label: "sidestat")
+        let daemon: Daemon
+        do {
+            daemon = try await Daemon.start(configuration: configuration, output: StandardOutput.shared, logger: logger)
+        } catch {
+            writeStandardError("sidestat: cannot start: \(error)")
+            return 1
+        }
+        try await daemon.run()
+        return 0
+    }
+}
+
+/// `sidestat check-config FILE`.
+enum CheckConfig {
+    static let spec = CommandSpec(
+        name: "check-config", usage: "sidestat check-config <file>",
+        abstract: "Validate a configuration file and print the effective configuration.",
+        discussion: "Exits 0 when the file is usable and 2 (naming each bad key) when it is not.",
+        arguments: [("<file>", "The configuration file (config.js or JSON).")])
+
+    static func run(_ parsed: ParsedCommand) async throws -> Int32 {
+        guard parsed.positional.count == 1 else { throw UsageError(description: "give one configuration file") }
+        guard let configuration = loadConfiguration(parsed.positional[0]) else { return 2 }
+        writeStandardOutput(configuration.effectiveDescription + "\n")
+        return 0
     }
 }

@@ -14,7 +14,7 @@ struct TimerStatisticsTests {
         let configuration = TimerStatisticsConfiguration(
             percentThreshold: thresholds, histogram: histogram.map { ($0.0, $0.1.map { ($0.0, $0.1) }) },
             calculatedTimerMetrics: filter, flushIntervalSeconds: 10)
-        var calculator = TimerStatisticsCalculator(configuration: configuration)
+        let calculator = TimerStatisticsCalculator(configuration: configuration)
         var result: [(String, Double)] = []
         let sorted = samples.sorted()
         sorted.withUnsafeBufferPointer { buffer in
@@ -22,8 +22,8 @@ struct TimerStatisticsTests {
             bytes.withUnsafeMutableBytes { keyBytes in
                 calculator.forEachStatistic(
                     samples: buffer, count: Double(samples.count), key: UnsafeRawBufferPointer(keyBytes)
-                ) { name, subname, value in
-                    result.append((subname.map { "\(name).\($0)" } ?? name, value))
+                ) { statistic, value in
+                    result.append((configuration.statisticNames[statistic], value))
                 }
             }
         }

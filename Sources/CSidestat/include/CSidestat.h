@@ -28,6 +28,10 @@ void sidestat_set_thread_name(const char *name);
 /// Sets the process name seen by ps and top (prctl PR_SET_NAME on the main thread).
 void sidestat_set_process_name(const char *name);
 
+/// Asks the kernel to reclaim the resident pages of this executable's code and read-only data (MADV_PAGEOUT):
+/// after start-up most of it is never used again, and what is used faults back in. Returns the bytes advised.
+size_t sidestat_page_out_executable(void);
+
 #ifdef __cplusplus
 }
 #endif

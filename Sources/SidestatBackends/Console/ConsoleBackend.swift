@@ -51,7 +51,8 @@ public struct ConsoleBackend: MetricsBackend {
         }
         var timers: [(String, InspectValue)] = []
         var timerData: [(String, InspectValue)] = []
-        var calculator = TimerStatisticsCalculator(configuration: data.timerStatistics)
+        let calculator = TimerStatisticsCalculator(configuration: data.timerStatistics)
+        let names = data.timerStatistics.statisticNames
         snapshot.timerSamples.withUnsafeBufferPointer { all in
             for timer in snapshot.timers {
                 let key = snapshot.string(timer.key)
@@ -61,10 +62,11 @@ public struct ConsoleBackend: MetricsBackend {
                 var histogram: [(String, InspectValue)] = []
                 snapshot.withBytes(timer.key) { keyBytes in
                     calculator.forEachStatistic(samples: samples, count: timer.count, key: keyBytes) {
-                        name, subname, value in
-                        if let subname {
+                        statistic, value in
+                        let name = names[statistic]
+                        if name.hasPrefix("histogram.") {
                             if histogram.isEmpty { statistics.append(("histogram", .object([]))) }
-                            histogram.append((subname, .number(value)))
+                            histogram.append((String(name.dropFirst("histogram.".count)), .number(value)))
                         } else {
                             statistics.append((name, .number(value)))
                         }

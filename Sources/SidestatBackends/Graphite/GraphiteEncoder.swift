@@ -27,7 +27,9 @@ public struct GraphiteStatistics: Sendable, Hashable {
 /// Turns a flush into Graphite's plaintext or pickle protocol, byte for byte as Etsy statsd's graphite backend
 /// names and prints it, in chunks so that a flush of a million keys never sits in memory whole.
 ///
-/// Pure: no sockets and no clocks except the `calculationtime` measurement passed in by `now`.
+/// Pure: no sockets and no clocks except the `calculationtime` measurement passed in by `now`. Every constant piece
+/// of a name (namespaces, `.rate`, each timer statistic's `.name`) is prepared once per flush, so a line costs
+/// copies of bytes and a number, with no reference counting.
 public struct GraphiteEncoder {
     public struct Chunk: Sendable {
         public var bytes: [UInt8]
@@ -41,28 +43,73 @@ public struct GraphiteEncoder {
     let previous: GraphiteStatistics
     let chunkSize: Int
     let now: () -> Double
+    let constants: Constants
+    /// `constants`' memory, read without touching the object (which keeps it alive).
+    let constantBytes: UnsafeRawPointer
+    let constantTable: UnsafeBufferPointer<(Int, Int)>
+    let calculator: TimerStatisticsCalculator
+    let pickle: Bool
+    let startTime: Double
 
     private var phase = 0
     private var index = 0
     private var buffer: [UInt8] = []
     private var points = 0
-    private var calculator: TimerStatisticsCalculator
-    private let startTime: Double
     private var pickleItems = 0
     private var frameStart = 0
     /// Values that were NaN or infinite and were left out (no such value ever leaves Sidestat).
     public private(set) var skippedNonFinite = 0
 
-    // Namespaces, as bytes ending in "." (or empty).
-    private let counterRate: [UInt8]
-    private let counterCount: [UInt8]
-    private let timerPrefix: [UInt8]
-    private let gaugePrefix: [UInt8]
-    private let setPrefix: [UInt8]
-    private let statsPrefix: [UInt8]
-    private let numStatsName: [UInt8]
-    private let suffix: [UInt8]
-    private let timestamp: [UInt8]
+    /// The constant byte strings of one flush, allocated once.
+    final class Constants {
+        let storage: UnsafeMutableRawBufferPointer
+        let ranges: [Range<Int>]
+        /// The same ranges as (offset, count) in memory this object owns: read with no reference counting.
+        let table: UnsafeMutableBufferPointer<(Int, Int)>
+
+        // Indices into `ranges`.
+        static let counterRate = 0
+        static let counterCount = 1
+        static let timerPrefix = 2
+        static let gaugePrefix = 3
+        static let setPrefix = 4
+        static let suffix = 5
+        static let timestamp = 6
+        static let rateName = 7
+        static let countName = 8
+        static let trailer = 9  // numStats, calculationtime, processing_time, 4 × graphiteStats
+        static let statistics = 16  // then ".<name>" for every timer statistic
+
+        init(_ strings: [[UInt8]]) {
+            let total = strings.reduce(0) { $0 + $1.count }
+            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, total), alignment: 8)
+            self.storage = storage
+            var offset = 0
+            var ranges: [Range<Int>] = []
+            for string in strings {
+                if !string.isEmpty {
+                    string.withUnsafeBytes {
+                        storage.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+                    }
+                }
+                ranges.append(offset..<(offset + string.count))
+                offset += string.count
+            }
+            self.ranges = ranges
+            self.table = .allocate(capacity: max(1, ranges.count))
+            for (index, range) in ranges.enumerated() { self.table[index] = (range.lowerBound, range.count) }
+        }
+
+        deinit {
+            self.storage.deallocate()
+            self.table.deallocate()
+        }
+
+        @inline(__always)
+        subscript(index: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: self.storage[self.ranges[index]])
+        }
+    }
 
     /// - Parameters:
     ///   - sanitizeNames: sanitize the name part of each key (statsd does when `keyNameSanitize` is off, since
@@ -79,77 +126,65 @@ public struct GraphiteEncoder {
         self.chunkSize = chunkSize
         self.now = now
         self.startTime = now()
+        self.pickle = configuration.wireProtocol == .pickle
         self.calculator = TimerStatisticsCalculator(configuration: data.timerStatistics)
+        func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         func join(_ parts: [String]) -> [UInt8] {
             let kept = parts.filter { !$0.isEmpty }
-            return kept.isEmpty ? [] : Array((kept.joined(separator: ".") + ".").utf8)
+            return kept.isEmpty ? [] : bytes(kept.joined(separator: ".") + ".")
         }
         let ps = data.prefixStats
         let c = configuration
+        var strings: [[UInt8]]
+        let statsPrefix: String
+        let numStats: String
         if c.legacyNamespace {
-            self.counterRate = Array("stats.".utf8)
-            self.counterCount = Array("stats_counts.".utf8)
-            self.timerPrefix = Array("stats.timers.".utf8)
-            self.gaugePrefix = Array("stats.gauges.".utf8)
-            self.setPrefix = Array("stats.sets.".utf8)
-            self.statsPrefix = Array("stats.\(ps).".utf8)
-            self.numStatsName = Array("\(ps).numStats".utf8)
+            strings = [bytes("stats."), bytes("stats_counts."), bytes("stats.timers."), bytes("stats.gauges."), bytes("stats.sets.")]
+            statsPrefix = "stats.\(ps)."
+            numStats = "\(ps).numStats"
         } else {
             let global = c.globalPrefix.isEmpty ? [] : [c.globalPrefix]
-            self.counterRate = join(global + [c.prefixCounter])
-            self.counterCount = self.counterRate
-            self.timerPrefix = join(global + [c.prefixTimer])
-            self.gaugePrefix = join(global + [c.prefixGauge])
-            self.setPrefix = join(global + [c.prefixSet])
+            let counter = join(global + [c.prefixCounter])
+            strings = [counter, counter, join(global + [c.prefixTimer]), join(global + [c.prefixGauge]), join(global + [c.prefixSet])]
             // globalNamespace.concat(prefixStats).join('.'): an empty prefixStats still takes its place.
             let stats = (global + [ps]).joined(separator: ".")
-            self.statsPrefix = Array((stats + ".").utf8)
-            self.numStatsName = Array((stats + ".numStats").utf8)
+            statsPrefix = stats + "."
+            numStats = stats + ".numStats"
         }
-        self.suffix = c.globalSuffix.map { Array(("." + $0).utf8) } ?? []
+        strings.append(c.globalSuffix.map { bytes("." + $0) } ?? [])
         var timestamp: [UInt8] = [UInt8(ascii: " ")]
         JSNumber.appendInteger(Int64(data.timestamp), to: &timestamp)
-        self.timestamp = timestamp
+        timestamp.append(UInt8(ascii: "\n"))
+        strings.append(timestamp)
+        strings.append(bytes(".rate"))
+        strings.append(bytes(".count"))
+        strings.append(bytes(numStats))
+        for name in [
+            "graphiteStats.calculationtime", "processing_time", "graphiteStats.last_exception", "graphiteStats.last_flush",
+            "graphiteStats.flush_time", "graphiteStats.flush_length",
+        ] {
+            strings.append(bytes(statsPrefix + name))
+        }
+        precondition(strings.count == Constants.statistics)
+        for name in data.timerStatistics.statisticNames { strings.append(bytes("." + name)) }
+        self.constants = Constants(strings)
+        self.constantBytes = UnsafeRawPointer(self.constants.storage.baseAddress!)
+        self.constantTable = UnsafeBufferPointer(self.constants.table)
         self.buffer.reserveCapacity(chunkSize + 4096)
     }
 
     /// The next part of the payload, or nil when the flush is complete.
     public mutating func nextChunk() -> Chunk? {
-        let snapshot = self.data.snapshot
         while self.phase < 6 {
             switch self.phase {
             case 0:
-                guard self.index < snapshot.counters.count else { return self.advancePhase() }
-                let counter = snapshot.counters[self.index]
-                let rate = counter.value / (Double(self.data.flushIntervalMilliseconds) / 1000)
-                snapshot.withBytes(counter.key) { key in
-                    if self.configuration.legacyNamespace {
-                        self.line(self.counterRate, key: key, value: rate)
-                        if self.configuration.flushCounts {
-                            self.line(self.counterCount, key: key, value: counter.value)
-                        }
-                    } else {
-                        self.line(self.counterRate, key: key, name: "rate", value: rate)
-                        if self.configuration.flushCounts {
-                            self.line(self.counterCount, key: key, name: "count", value: counter.value)
-                        }
-                    }
-                }
+                self.encodeCounters()
             case 1:
-                guard self.index < snapshot.timers.count else { return self.advancePhase() }
-                self.encodeTimer(snapshot.timers[self.index], in: snapshot)
+                self.encodeTimers()
             case 2:
-                guard self.index < snapshot.gauges.count else { return self.advancePhase() }
-                let gauge = snapshot.gauges[self.index]
-                snapshot.withBytes(gauge.key) { key in
-                    self.line(self.gaugePrefix, key: key, value: gauge.value)
-                }
+                self.encodeGauges()
             case 3:
-                guard self.index < snapshot.sets.count else { return self.advancePhase() }
-                let set = snapshot.sets[self.index]
-                snapshot.withBytes(set.key) { key in
-                    self.line(self.setPrefix, key: key, name: "count", value: Double(set.members.count))
-                }
+                self.encodeSets()
             case 4:
                 self.trailer()
                 self.phase = 5
@@ -159,7 +194,6 @@ public struct GraphiteEncoder {
                 self.endFrame()
                 return self.takeChunk(force: true)
             }
-            self.index += 1
             if self.buffer.count >= self.chunkSize, let chunk = self.takeChunk(force: false) {
                 return chunk
             }
@@ -167,91 +201,172 @@ public struct GraphiteEncoder {
         return nil
     }
 
-    private mutating func advancePhase() -> Chunk? {
-        self.phase += 1
-        self.index = 0
-        return self.nextChunk()
-    }
-
-    private mutating func encodeTimer(_ timer: MetricSnapshot.TimerEntry, in snapshot: MetricSnapshot) {
-        snapshot.timerSamples.withUnsafeBufferPointer { all in
-            snapshot.withBytes(timer.key) { key in
-                let samples = UnsafeBufferPointer(rebasing: all[timer.samples])
-                var calculator = self.calculator
-                calculator.forEachStatistic(samples: samples, count: timer.count, key: key) { name, subname, value in
-                    self.line(self.timerPrefix, key: key, name: name, subname: subname, value: value)
+    /// Encodes entries of the current phase until the chunk is full or the phase ends.
+    private mutating func encodeCounters() {
+        let snapshot = self.data.snapshot
+                let seconds = Double(self.data.flushIntervalMilliseconds) / 1000
+        let legacy = self.configuration.legacyNamespace
+        let counts = self.configuration.flushCounts
+        snapshot.bytes.withUnsafeBytes { keys in
+            while self.index < snapshot.counters.count, self.wantsMore {
+                let counter = snapshot.counters[self.index]
+                let key = UnsafeRawBufferPointer(rebasing: keys[counter.key.range])
+                if legacy {
+                    self.line(self.constant(Constants.counterRate), key, nil, nil, counter.value / seconds)
+                    if counts { self.line(self.constant(Constants.counterCount), key, nil, nil, counter.value) }
+                } else {
+                    self.line(self.constant(Constants.counterRate), key, self.constant(Constants.rateName), nil, counter.value / seconds)
+                    if counts {
+                        self.line(self.constant(Constants.counterCount), key, self.constant(Constants.countName), nil, counter.value)
+                    }
                 }
-                self.calculator = calculator
+                self.index += 1
             }
         }
+        if self.index >= snapshot.counters.count { self.nextPhase() }
+    }
+
+    private mutating func encodeTimers() {
+        let snapshot = self.data.snapshot
+                let calculator = self.calculator
+        let statisticBase = Constants.statistics
+        snapshot.bytes.withUnsafeBytes { keys in
+            snapshot.timerSamples.withUnsafeBufferPointer { all in
+                while self.index < snapshot.timers.count, self.wantsMore {
+                    let timer = snapshot.timers[self.index]
+                    let key = UnsafeRawBufferPointer(rebasing: keys[timer.key.range])
+                    let samples = UnsafeBufferPointer(rebasing: all[timer.samples])
+                    let prefix = self.constant(Constants.timerPrefix)
+                    calculator.forEachStatistic(samples: samples, count: timer.count, key: key) { statistic, value in
+                        self.line(prefix, key, self.constant(statisticBase + statistic), nil, value)
+                    }
+                    self.index += 1
+                }
+            }
+        }
+        if self.index >= snapshot.timers.count { self.nextPhase() }
+    }
+
+    private mutating func encodeGauges() {
+        let snapshot = self.data.snapshot
+                snapshot.bytes.withUnsafeBytes { keys in
+            while self.index < snapshot.gauges.count, self.wantsMore {
+                let gauge = snapshot.gauges[self.index]
+                self.line(self.constant(Constants.gaugePrefix), UnsafeRawBufferPointer(rebasing: keys[gauge.key.range]), nil, nil, gauge.value)
+                self.index += 1
+            }
+        }
+        if self.index >= snapshot.gauges.count { self.nextPhase() }
+    }
+
+    private mutating func encodeSets() {
+        let snapshot = self.data.snapshot
+                snapshot.bytes.withUnsafeBytes { keys in
+            while self.index < snapshot.sets.count, self.wantsMore {
+                let set = snapshot.sets[self.index]
+                self.line(
+                    self.constant(Constants.setPrefix), UnsafeRawBufferPointer(rebasing: keys[set.key.range]),
+                    self.constant(Constants.countName), nil, Double(set.members.count))
+                self.index += 1
+            }
+        }
+        if self.index >= snapshot.sets.count { self.nextPhase() }
+    }
+
+    /// Keep encoding: the chunk has room, or a pickle frame is still open (frames never straddle chunks).
+    private var wantsMore: Bool { self.buffer.count < self.chunkSize || (self.pickle && self.pickleItems > 0) }
+
+    @inline(__always)
+    private func constant(_ index: Int) -> UnsafeRawBufferPointer {
+        let (offset, count) = self.constantTable[index]
+        return UnsafeRawBufferPointer(start: self.constantBytes + offset, count: count)
+    }
+
+    private mutating func nextPhase() {
+        self.phase += 1
+        self.index = 0
     }
 
     private mutating func trailer() {
-        let numStats = Double(self.data.numStats)
-        self.rawLine(self.numStatsName, value: numStats)
+                let t = Constants.trailer
+        self.line(self.constant(t), nil, nil, nil, Double(self.data.numStats))
         let calculation = (self.now() - self.startTime).rounded(.down)
-        self.rawLine(self.statsPrefix + Array("graphiteStats.calculationtime".utf8), value: max(0, calculation))
-        self.rawLine(self.statsPrefix + Array("processing_time".utf8), value: Double(self.data.processingTimeMilliseconds))
-        self.rawLine(self.statsPrefix + Array("graphiteStats.last_exception".utf8), value: self.previous.lastException)
-        self.rawLine(self.statsPrefix + Array("graphiteStats.last_flush".utf8), value: self.previous.lastFlush)
-        self.rawLine(self.statsPrefix + Array("graphiteStats.flush_time".utf8), value: self.previous.flushTime)
-        self.rawLine(self.statsPrefix + Array("graphiteStats.flush_length".utf8), value: self.previous.flushLength)
+        self.line(self.constant(t + 1), nil, nil, nil, max(0, calculation))
+        self.line(self.constant(t + 2), nil, nil, nil, Double(self.data.processingTimeMilliseconds))
+        self.line(self.constant(t + 3), nil, nil, nil, self.previous.lastException)
+        self.line(self.constant(t + 4), nil, nil, nil, self.previous.lastFlush)
+        self.line(self.constant(t + 5), nil, nil, nil, self.previous.flushTime)
+        self.line(self.constant(t + 6), nil, nil, nil, self.previous.flushLength)
     }
 
-    /// `<prefix><name part>[.name[.subname]]<suffix><;tags> <value> <timestamp>`.
+    /// `<prefix><key's name part><name><subname><suffix><;tags> <value> <timestamp>`.
+    @inline(__always)
     private mutating func line(
-        _ prefix: [UInt8], key: UnsafeRawBufferPointer, name statName: String? = nil, subname: String? = nil,
-        value: Double
+        _ prefix: UnsafeRawBufferPointer, _ key: UnsafeRawBufferPointer?, _ name: UnsafeRawBufferPointer?,
+        _ subname: UnsafeRawBufferPointer?, _ value: Double
     ) {
         guard value.isFinite else {
             self.skippedNonFinite += 1
             return
         }
-        var split = 0
-        while split < key.count, key[split] != UInt8(ascii: ";") { split += 1 }
-        let name = UnsafeRawBufferPointer(rebasing: key[0..<split])
-        let tags = UnsafeRawBufferPointer(rebasing: key[split...])
-        var output = self.beginLine()
-        let nameStart = output.count
-        output.append(contentsOf: prefix)
-        if self.sanitizeNames && !KeySanitizer.isClean(name) {
-            output.append(contentsOf: KeySanitizer.sanitize(String(decoding: name, as: UTF8.self)).utf8)
+                if self.pickle { self.beginPickleItem() }
+        let nameStart = self.buffer.count
+        self.buffer.appendRaw(prefix)
+        var tags = UnsafeRawBufferPointer(start: nil, count: 0)
+        if let key {
+            var split = 0
+            while split < key.count, key[split] != UInt8(ascii: ";") { split += 1 }
+            let namePart = UnsafeRawBufferPointer(rebasing: key[0..<split])
+            tags = UnsafeRawBufferPointer(rebasing: key[split...])
+            if self.sanitizeNames && !KeySanitizer.isClean(namePart) {
+                self.buffer.append(contentsOf: KeySanitizer.sanitize(String(decoding: namePart, as: UTF8.self)).utf8)
+            } else {
+                self.buffer.appendRaw(namePart)
+            }
+        }
+        if let name { self.buffer.appendRaw(name) }
+        if let subname { self.buffer.appendRaw(subname) }
+        self.buffer.appendRaw(self.constant(Constants.suffix))
+        self.buffer.appendRaw(tags)
+        if self.pickle {
+            self.escapePickleString(from: nameStart)
+            self.endPickleItem(value)
         } else {
-            output.append(contentsOf: name)
+            self.buffer.append(UInt8(ascii: " "))
+            JSNumber.append(value, to: &self.buffer)
+            self.buffer.appendRaw(self.constant(Constants.timestamp))
         }
-        if var statName {
-            output.append(UInt8(ascii: "."))
-            statName.withUTF8 { output.append(contentsOf: $0) }
-        }
-        if var subname {
-            output.append(UInt8(ascii: "."))
-            subname.withUTF8 { output.append(contentsOf: $0) }
-        }
-        output.append(contentsOf: self.suffix)
-        output.append(contentsOf: tags)
-        if self.configuration.wireProtocol == .pickle { Self.escapePickleString(&output, from: nameStart) }
-        self.endLine(&output, value: value)
+        self.points += 1
     }
 
-    private mutating func rawLine(_ name: [UInt8], value: Double) {
-        guard value.isFinite else {
-            self.skippedNonFinite += 1
-            return
+    // MARK: - Pickle
+
+    /// Pickle (protocol 0, as statsd writes it): `(S'name'\n(L<ts>L\nS'<value>'\ntta` inside `(l ... .` frames of at
+    /// most 500 datapoints (carbon's default limit is 1 MiB a frame), each behind a 4-byte big-endian length.
+    private mutating func beginPickleItem() {
+        if self.pickleItems == 0 {
+            self.frameStart = self.buffer.count
+            self.buffer.append(contentsOf: [0, 0, 0, 0, UInt8(ascii: "("), UInt8(ascii: "l")])
         }
-        var output = self.beginLine()
-        let nameStart = output.count
-        output.append(contentsOf: name)
-        output.append(contentsOf: self.suffix)
-        if self.configuration.wireProtocol == .pickle { Self.escapePickleString(&output, from: nameStart) }
-        self.endLine(&output, value: value)
+        self.buffer.append(contentsOf: [UInt8(ascii: "("), UInt8(ascii: "S"), UInt8(ascii: "'")])
     }
 
-    /// A pickled string is a quoted literal: escape `\`, `'` and line breaks in the name (raw tags can hold them).
-    private static func escapePickleString(_ output: inout [UInt8], from start: Int) {
-        guard output[start...].contains(where: { $0 == UInt8(ascii: "'") || $0 == UInt8(ascii: "\\") || $0 < 0x20 })
+    private mutating func endPickleItem(_ value: Double) {
+        self.buffer.append(contentsOf: Array("'\n(L".utf8))
+        JSNumber.appendInteger(Int64(self.data.timestamp), to: &self.buffer)
+        self.buffer.append(contentsOf: Array("L\nS'".utf8))
+        JSNumber.append(value, to: &self.buffer)
+        self.buffer.append(contentsOf: Array("'\ntta".utf8))
+        self.pickleItems += 1
+        if self.pickleItems == 500 { self.endFrame() }
+    }
+
+    /// A pickled string is a quoted literal: escape `\`, `'` and control bytes (raw tags can hold them).
+    private mutating func escapePickleString(from start: Int) {
+        guard self.buffer[start...].contains(where: { $0 == UInt8(ascii: "'") || $0 == UInt8(ascii: "\\") || $0 < 0x20 })
         else { return }
         var escaped: [UInt8] = []
-        for byte in output[start...] {
+        for byte in self.buffer[start...] {
             switch byte {
             case UInt8(ascii: "'"), UInt8(ascii: "\\"):
                 escaped.append(UInt8(ascii: "\\"))
@@ -269,49 +384,11 @@ public struct GraphiteEncoder {
                 escaped.append(byte)
             }
         }
-        output.replaceSubrange(start..., with: escaped)
-    }
-
-    // MARK: - Wire formats
-
-    /// Text: `name value ts\n`. Pickle (protocol 0, as statsd writes it): `(S'name'\n(L<ts>L\nS'<value>'\ntta`
-    /// inside `(l ... .` frames of at most 500 datapoints, each behind a 4-byte big-endian length.
-    private mutating func beginLine() -> [UInt8] {
-        var output: [UInt8] = []
-        swap(&output, &self.buffer)
-        if self.configuration.wireProtocol == .pickle {
-            if self.pickleItems == 0 {
-                self.frameStart = output.count
-                output.append(contentsOf: [0, 0, 0, 0, UInt8(ascii: "("), UInt8(ascii: "l")])
-            }
-            output.append(contentsOf: Array("(S'".utf8))
-        }
-        return output
-    }
-
-    private mutating func endLine(_ output: inout [UInt8], value: Double) {
-        if self.configuration.wireProtocol == .pickle {
-            output.append(contentsOf: Array("'\n(L".utf8))
-            JSNumber.appendInteger(Int64(self.data.timestamp), to: &output)
-            output.append(contentsOf: Array("L\nS'".utf8))
-            JSNumber.append(value, to: &output)
-            output.append(contentsOf: Array("'\ntta".utf8))
-            swap(&output, &self.buffer)
-            self.points += 1
-            self.pickleItems += 1
-            if self.pickleItems == 500 { self.endFrame() }
-            return
-        }
-        output.append(UInt8(ascii: " "))
-        JSNumber.append(value, to: &output)
-        output.append(contentsOf: self.timestamp)
-        output.append(UInt8(ascii: "\n"))
-        swap(&output, &self.buffer)
-        self.points += 1
+        self.buffer.replaceSubrange(start..., with: escaped)
     }
 
     private mutating func endFrame() {
-        guard self.configuration.wireProtocol == .pickle, self.pickleItems > 0 else { return }
+        guard self.pickle, self.pickleItems > 0 else { return }
         self.buffer.append(UInt8(ascii: "."))
         let length = UInt32(self.buffer.count - self.frameStart - 4)
         self.buffer[self.frameStart] = UInt8(truncatingIfNeeded: length >> 24)
@@ -322,9 +399,8 @@ public struct GraphiteEncoder {
     }
 
     private mutating func takeChunk(force: Bool) -> Chunk? {
-        // A pickle frame must not be split between chunks only if it is unfinished; frames are self-delimiting
-        // on the wire, so any split between whole frames is fine.
-        if self.configuration.wireProtocol == .pickle, self.pickleItems > 0, !force { return nil }
+        // Chunks hold whole pickle frames: a frame still open stays for the next chunk.
+        if self.pickle, self.pickleItems > 0, !force { return nil }
         guard !self.buffer.isEmpty else { return nil }
         var chunk: [UInt8] = []
         chunk.reserveCapacity(self.chunkSize + 4096)
@@ -339,5 +415,14 @@ public struct GraphiteEncoder {
         var all: [UInt8] = []
         while let chunk = self.nextChunk() { all += chunk.bytes }
         return all
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Appends raw bytes through a typed buffer, which `append(contentsOf:)` copies in one go.
+    @inline(__always)
+    mutating func appendRaw(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        self.append(contentsOf: UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count))
     }
 }

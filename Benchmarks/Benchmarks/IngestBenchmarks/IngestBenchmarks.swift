@@ -1,0 +1,141 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Benchmark
+import SidestatAggregation
+import SidestatBackends
+import SidestatConfiguration
+import SidestatProtocol
+
+/// statsdgen's packed datagrams: `perf.c.k<i>:1|c` lines up to ~1400 bytes, keys cycled round-robin.
+func packedDatagrams(keys: Int, prefix: String = "perf.c.k", type: String = "c", count: Int) -> [[UInt8]] {
+    var datagrams: [[UInt8]] = []
+    var key = 0
+    for _ in 0..<count {
+        var datagram: [UInt8] = []
+        while true {
+            let line = Array("\(prefix)\(key % keys):1|\(type)\n".utf8)
+            if datagram.count + line.count > 1400 { break }
+            datagram += line
+            key += 1
+        }
+        datagrams.append(datagram)
+    }
+    return datagrams
+}
+
+func lines(in datagrams: [[UInt8]]) -> Int {
+    datagrams.reduce(0) { $0 + $1.filter { $0 == UInt8(ascii: "\n") }.count }
+}
+
+/// Counts what the parser reports, touching nothing else.
+struct CountingSink: StatsdSampleSink {
+    var count = 0
+    mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {}
+    mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) { self.count &+= key.count }
+    mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) { self.count &+= 1 }
+    mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) { self.count &+= 1 }
+    mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) { self.count &+= 1 }
+    mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {}
+}
+
+let benchmarks: @Sendable () -> Void = {
+    let quick = Benchmark.defaultConfiguration.maxDuration
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .mallocCountTotal, .throughput], timeUnits: .nanoseconds,
+        maxDuration: quick, maxIterations: 100_000)
+
+    // One iteration = one packed datagram (~94 lines), so per-line figures are these divided by ~94.
+    let packed = packedDatagrams(keys: 100, count: 64)
+    let linesPerDatagram = lines(in: packed) / packed.count
+
+    Benchmark("parse: packed datagram (\(linesPerDatagram) lines), no aggregation") { benchmark in
+        let parser = StatsdLineParser()
+        var sink = CountingSink()
+        var index = 0
+        for _ in benchmark.scaledIterations {
+            packed[index & 63].withUnsafeBytes { parser.parse($0, into: &sink) }
+            index &+= 1
+        }
+        blackHole(sink.count)
+    }
+
+    Benchmark("aggregate: packed datagram (\(linesPerDatagram) lines), 100 known counter keys") { benchmark in
+        let aggregator = Aggregator(shardCount: 1)
+        for datagram in packed { datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) } }
+        benchmark.startMeasurement()
+        var index = 0
+        for _ in benchmark.scaledIterations {
+            packed[index & 63].withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) }
+            index &+= 1
+        }
+    }
+
+    let timers = packedDatagrams(keys: 100, prefix: "perf.ms.k", type: "ms", count: 64)
+    Benchmark("aggregate: packed datagram, 100 known timer keys") { benchmark in
+        let aggregator = Aggregator(shardCount: 1)
+        for datagram in timers { datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) } }
+        benchmark.startMeasurement()
+        var index = 0
+        for _ in benchmark.scaledIterations {
+            timers[index & 63].withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) }
+            index &+= 1
+        }
+    }
+
+    // 1M distinct keys: the first interval, when every key is new (insertion, arena growth, rehashing).
+    let million = packedDatagrams(keys: 1_000_000, count: 1_000_000 / linesPerDatagram + 1)
+    Benchmark(
+        "aggregate: 1M new counter keys in one interval", configuration: .init(maxDuration: .seconds(20), maxIterations: 3)
+    ) { benchmark in
+        for _ in benchmark.scaledIterations {
+            let aggregator = Aggregator(shardCount: 1)
+            benchmark.startMeasurement()
+            for datagram in million { datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) } }
+            benchmark.stopMeasurement()
+            blackHole(aggregator)
+        }
+    }
+
+    Benchmark("drain: snapshot of 100k counter keys", configuration: .init(maxDuration: .seconds(10), maxIterations: 50)) {
+        benchmark in
+        let aggregator = Aggregator(shardCount: 1)
+        let datagrams = packedDatagrams(keys: 100_000, count: 100_000 / linesPerDatagram + 1)
+        for _ in benchmark.scaledIterations {
+            for datagram in datagrams { datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) } }
+            benchmark.startMeasurement()
+            blackHole(aggregator.takeSnapshot(policy: RetentionPolicy()))
+            benchmark.stopMeasurement()
+        }
+    }
+
+    Benchmark("encode: Graphite plaintext, 10k counters and 1k timers x 100 samples", configuration: .init(maxDuration: .seconds(10), maxIterations: 50)) {
+        benchmark in
+        let aggregator = Aggregator(shardCount: 1)
+        for datagram in packedDatagrams(keys: 10_000, count: 10_000 / linesPerDatagram + 1) {
+            datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) }
+        }
+        for datagram in packedDatagrams(keys: 1_000, prefix: "perf.ms.k", type: "ms", count: 100_000 / linesPerDatagram + 1) {
+            datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) }
+        }
+        var snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
+        snapshot.sortTimerSamples()
+        let statistics = TimerStatisticsConfiguration(
+            percentThreshold: [90], histogram: [], calculatedTimerMetrics: nil, flushIntervalSeconds: 10)
+        let data = FlushData(
+            timestamp: 1_700_000_000, snapshot: snapshot, flushIntervalMilliseconds: 10_000,
+            processingTimeMilliseconds: 0, timerStatistics: statistics, prefixStats: "statsd", percentThreshold: [90],
+            isFinal: false)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            var encoder = GraphiteEncoder(
+                data: data, configuration: GraphiteConfiguration(), sanitizeNames: false,
+                previous: GraphiteStatistics(startupTime: 0), now: { 0 })
+            var bytes = 0
+            while let chunk = encoder.nextChunk() { bytes &+= chunk.bytes.count }
+            blackHole(bytes)
+        }
+    }
+}

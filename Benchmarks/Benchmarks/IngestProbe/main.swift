@@ -1,0 +1,70 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+// A fixed amount of ingest work, for instruction counts that do not depend on a noisy machine:
+//   valgrind --tool=callgrind .build/release/IngestProbe parse|aggregate|timers 2000
+import SidestatAggregation
+import SidestatProtocol
+
+struct NullSink: StatsdSampleSink {
+    var count = 0
+    mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {}
+    mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) { self.count &+= key.count }
+    mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) { self.count &+= 1 }
+    mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) { self.count &+= 1 }
+    mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) { self.count &+= 1 }
+    mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {}
+}
+
+func datagrams(prefix: String, type: String) -> [[UInt8]] {
+    var result: [[UInt8]] = []
+    var key = 0
+    for _ in 0..<64 {
+        var datagram: [UInt8] = []
+        while true {
+            let line = Array("\(prefix)\(key % 100):1|\(type)\n".utf8)
+            if datagram.count + line.count > 1400 { break }
+            datagram += line
+            key += 1
+        }
+        result.append(datagram)
+    }
+    return result
+}
+
+let mode = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "aggregate"
+let rounds = CommandLine.arguments.count > 2 ? Int(CommandLine.arguments[2])! : 2000
+let packed = datagrams(prefix: "perf.c.k", type: mode == "timers" ? "ms" : "c")
+let lines = packed.reduce(0) { $0 + $1.filter { $0 == 10 }.count }
+switch mode {
+case "split":
+    var total = 0
+    for _ in 0..<rounds {
+        for datagram in packed {
+            datagram.withUnsafeBytes { bytes in
+                var start = 0
+                while start < bytes.count {
+                    let end = ByteScan.firstIndex(of: 10, in: bytes, from: start, to: bytes.count)
+                    total &+= end - start
+                    start = end + 1
+                }
+            }
+        }
+    }
+    print("lines:", lines * rounds, total)
+case "parse":
+    let parser = StatsdLineParser()
+    var sink = NullSink()
+    for _ in 0..<rounds {
+        for datagram in packed { datagram.withUnsafeBytes { parser.parse($0, into: &sink) } }
+    }
+    print("lines:", lines * rounds, sink.count)
+default:
+    let aggregator = Aggregator(shardCount: 1)
+    for _ in 0..<rounds {
+        for datagram in packed { datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) } }
+    }
+    print("lines:", lines * rounds)
+}
