@@ -32,7 +32,7 @@ let package = Package(
                 .product(name: "SidestatProtocol", package: "sidestat"),
                 .product(name: "SidestatAggregation", package: "sidestat"),
             ],
-            path: "Benchmarks/IngestProbe"
+            path: "Probes/IngestProbe"
         ),
     ]
 )

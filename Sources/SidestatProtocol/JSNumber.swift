@@ -67,65 +67,68 @@ public enum JSNumber {
         }
         if value < 0 { out.append(UInt8(ascii: "-")) }
         // Swift's description holds the shortest round-trip digits; only the layout differs from JavaScript's.
+        // (A description of up to 15 bytes is stored inline: no allocation.)
         let text = abs(value).description
-        var digits: [UInt8] = []
-        digits.reserveCapacity(20)
-        var pointPosition: Int? = nil  // digits seen before the '.'
-        var exponent = 0
-        var exponentSign = 1
-        var inExponent = false
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                if inExponent {
-                    exponent = exponent * 10 + Int(byte - UInt8(ascii: "0"))
-                } else {
-                    digits.append(byte)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digits in
+            var digitCount = 0
+            var pointPosition: Int? = nil  // digits seen before the '.'
+            var exponent = 0
+            var exponentSign = 1
+            var inExponent = false
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    if inExponent {
+                        exponent = exponent * 10 + Int(byte - UInt8(ascii: "0"))
+                    } else if digitCount < 32 {
+                        digits[digitCount] = byte
+                        digitCount += 1
+                    }
+                case UInt8(ascii: "."):
+                    pointPosition = digitCount
+                case UInt8(ascii: "e"), UInt8(ascii: "E"):
+                    inExponent = true
+                case UInt8(ascii: "-"):
+                    exponentSign = -1
+                default:
+                    break
                 }
-            case UInt8(ascii: "."):
-                pointPosition = digits.count
-            case UInt8(ascii: "e"), UInt8(ascii: "E"):
-                inExponent = true
-            case UInt8(ascii: "-"):
-                exponentSign = -1
-            default:
-                break
             }
-        }
-        // value = 0.d1d2...dk × 10^n, with n counted from the start of `digits`.
-        var n = (pointPosition ?? digits.count) + exponentSign * exponent
-        // Strip leading zeros (each one moves the point) and trailing zeros.
-        var start = 0
-        while start < digits.count - 1, digits[start] == UInt8(ascii: "0") {
-            start += 1
-            n -= 1
-        }
-        var end = digits.count
-        while end > start + 1, digits[end - 1] == UInt8(ascii: "0") { end -= 1 }
-        let significant = digits[start..<end]
-        let k = significant.count
-        if k <= n, n <= 21 {
-            out.append(contentsOf: significant)
-            for _ in 0..<(n - k) { out.append(UInt8(ascii: "0")) }
-        } else if 0 < n, n <= 21 {
-            out.append(contentsOf: significant.prefix(n))
-            out.append(UInt8(ascii: "."))
-            out.append(contentsOf: significant.dropFirst(n))
-        } else if -6 < n, n <= 0 {
-            out.append(UInt8(ascii: "0"))
-            out.append(UInt8(ascii: "."))
-            for _ in 0..<(-n) { out.append(UInt8(ascii: "0")) }
-            out.append(contentsOf: significant)
-        } else {
-            let e = n - 1
-            out.append(significant[significant.startIndex])
-            if k > 1 {
+            // value = 0.d1d2...dk × 10^n, with n counted from the start of `digits`.
+            var n = (pointPosition ?? digitCount) + exponentSign * exponent
+            // Strip leading zeros (each one moves the point) and trailing zeros.
+            var start = 0
+            while start < digitCount - 1, digits[start] == UInt8(ascii: "0") {
+                start += 1
+                n -= 1
+            }
+            var end = digitCount
+            while end > start + 1, digits[end - 1] == UInt8(ascii: "0") { end -= 1 }
+            let significant = UnsafeBufferPointer(rebasing: digits[start..<end])
+            let k = significant.count
+            if k <= n, n <= 21 {
+                out.append(contentsOf: significant)
+                for _ in 0..<(n - k) { out.append(UInt8(ascii: "0")) }
+            } else if 0 < n, n <= 21 {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: significant[0..<n]))
                 out.append(UInt8(ascii: "."))
-                out.append(contentsOf: significant.dropFirst())
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: significant[n...]))
+            } else if -6 < n, n <= 0 {
+                out.append(UInt8(ascii: "0"))
+                out.append(UInt8(ascii: "."))
+                for _ in 0..<(-n) { out.append(UInt8(ascii: "0")) }
+                out.append(contentsOf: significant)
+            } else {
+                let e = n - 1
+                out.append(significant[0])
+                if k > 1 {
+                    out.append(UInt8(ascii: "."))
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: significant[1...]))
+                }
+                out.append(UInt8(ascii: "e"))
+                out.append(e < 0 ? UInt8(ascii: "-") : UInt8(ascii: "+"))
+                appendInteger(Int64(abs(e)), to: &out)
             }
-            out.append(UInt8(ascii: "e"))
-            out.append(e < 0 ? UInt8(ascii: "-") : UInt8(ascii: "+"))
-            appendInteger(Int64(abs(e)), to: &out)
         }
     }
 

@@ -5,6 +5,9 @@
 
 import Benchmark
 import SidestatAggregation
+#if canImport(Glibc)
+import Glibc
+#endif
 import SidestatBackends
 import SidestatConfiguration
 import SidestatProtocol
@@ -41,11 +44,15 @@ struct CountingSink: StatsdSampleSink {
     mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {}
 }
 
+/// `SIDESTAT_BENCHMARK_SMOKE=1` (CI): every benchmark runs a few iterations, only to show it builds and runs.
+let smoke = getenv("SIDESTAT_BENCHMARK_SMOKE") != nil
+
 let benchmarks: @Sendable () -> Void = {
-    let quick = Benchmark.defaultConfiguration.maxDuration
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .mallocCountTotal, .throughput], timeUnits: .nanoseconds,
-        maxDuration: quick, maxIterations: 100_000)
+        maxDuration: smoke ? .milliseconds(200) : .seconds(1), maxIterations: smoke ? 10 : 100_000)
+    let bigKeys = smoke ? 100_000 : 1_000_000
+    let bigIterations = smoke ? 1 : 3
 
     // One iteration = one packed datagram (~94 lines), so per-line figures are these divided by ~94.
     let packed = packedDatagrams(keys: 100, count: 64)
@@ -86,9 +93,10 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // 1M distinct keys: the first interval, when every key is new (insertion, arena growth, rehashing).
-    let million = packedDatagrams(keys: 1_000_000, count: 1_000_000 / linesPerDatagram + 1)
+    let million = packedDatagrams(keys: bigKeys, count: bigKeys / linesPerDatagram + 1)
     Benchmark(
-        "aggregate: 1M new counter keys in one interval", configuration: .init(maxDuration: .seconds(20), maxIterations: 3)
+        "aggregate: \(bigKeys) new counter keys in one interval",
+        configuration: .init(maxDuration: .seconds(20), maxIterations: bigIterations)
     ) { benchmark in
         for _ in benchmark.scaledIterations {
             let aggregator = Aggregator(shardCount: 1)
@@ -99,7 +107,10 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    Benchmark("drain: snapshot of 100k counter keys", configuration: .init(maxDuration: .seconds(10), maxIterations: 50)) {
+    Benchmark(
+        "drain: snapshot of 100k counter keys",
+        configuration: .init(maxDuration: .seconds(smoke ? 1 : 10), maxIterations: smoke ? 2 : 50)
+    ) {
         benchmark in
         let aggregator = Aggregator(shardCount: 1)
         let datagrams = packedDatagrams(keys: 100_000, count: 100_000 / linesPerDatagram + 1)
@@ -111,7 +122,10 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    Benchmark("encode: Graphite plaintext, 10k counters and 1k timers x 100 samples", configuration: .init(maxDuration: .seconds(10), maxIterations: 50)) {
+    Benchmark(
+        "encode: Graphite plaintext, 10k counters and 1k timers x 100 samples",
+        configuration: .init(maxDuration: .seconds(smoke ? 1 : 10), maxIterations: smoke ? 2 : 50)
+    ) {
         benchmark in
         let aggregator = Aggregator(shardCount: 1)
         for datagram in packedDatagrams(keys: 10_000, count: 10_000 / linesPerDatagram + 1) {
