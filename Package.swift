@@ -60,10 +60,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Procfile and .env parsing, and supervised child processes (`sidestat start`).
+        .target(
+            name: "SidestatRunner",
+            dependencies: [
+                "CSidestat", "SidestatServer", "SidestatBackends",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "sidestat",
             dependencies: [
-                "SidestatServer", "SidestatConfiguration",
+                "SidestatServer", "SidestatConfiguration", "SidestatRunner",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -73,6 +85,7 @@ let package = Package(
             name: "SidestatAggregationTests", dependencies: ["SidestatAggregation"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SidestatConfigurationTests", dependencies: ["SidestatConfiguration"], swiftSettings: swiftSettings),
+        .testTarget(name: "SidestatRunnerTests", dependencies: ["SidestatRunner"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SidestatBackendsTests",
             dependencies: ["SidestatBackends", "SidestatAggregation", "SidestatConfiguration"],

@@ -2,6 +2,7 @@
 #include "CSidestat.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -94,3 +95,7 @@ size_t sidestat_page_out_executable(void) {
     fclose(maps);
     return advised;
 }
+
+int sidestat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int sidestat_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

@@ -130,10 +130,15 @@ public final class Daemon: Sendable {
             logger: Logger(label: "sidestat.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() }))
         configuration.maximumGracefulShutdownDuration = .milliseconds(
             self.configuration.shutdownTimeoutMilliseconds + 2000)
+        self.logUp()
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    /// Logs "server is up" with the bound addresses (tests and scripts read the ports from it).
+    public func logUp() {
         self.logger.info("server is up", metadata: self.upMetadata)
         // Start-up code (configuration, binding) is cold from here on: let the kernel take its pages back.
         _ = sidestat_page_out_executable()
-        try await ServiceGroup(configuration: configuration).run()
     }
 
     var upMetadata: Logger.Metadata {

@@ -16,7 +16,7 @@ import Darwin
 ///
 /// Ingest threads must never wait for the cooperative pool, and the pool must never block on a socket: the
 /// reader loops run here, and services await `finished()`.
-final class ReaderThread: Sendable {
+public final class ReaderThread: Sendable {
     private struct State {
         var done = false
         var waiters: [CheckedContinuation<Void, Never>] = []
@@ -26,13 +26,13 @@ final class ReaderThread: Sendable {
     private let body: @Sendable () -> Void
     private let name: String
 
-    init(name: String, body: @escaping @Sendable () -> Void) {
+    public init(name: String, body: @escaping @Sendable () -> Void) {
         self.name = name
         self.body = body
     }
 
     /// Starts the thread. The thread holds a reference to `self` until its body returns.
-    func start() {
+    public func start() {
         Self.spawn(self)
     }
 
@@ -62,7 +62,7 @@ final class ReaderThread: Sendable {
     }
 
     /// Returns once the thread's body has returned.
-    func finished() async {
+    public func finished() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = self.state.withLock { state -> Bool in
                 if state.done { return true }

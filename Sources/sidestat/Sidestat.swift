@@ -28,6 +28,9 @@ struct Sidestat {
         SUBCOMMANDS:
           serve (default)         Run the statsd server.
           check-config            Validate a configuration file and print the effective configuration.
+          start                   Run a Procfile's processes with the statsd server inside (honcho's start).
+          run                     Run one command with the statsd server alongside.
+          check                   Validate a Procfile and list its process types.
 
           See 'sidestat <subcommand> --help' for detailed help.
 
@@ -64,6 +67,9 @@ struct Sidestat {
     static let commands: [String: (CommandSpec, @Sendable (ParsedCommand) async throws -> Int32)] = [
         "serve": (Serve.spec, Serve.run),
         "check-config": (CheckConfig.spec, CheckConfig.run),
+        "start": (Start.spec, Start.run),
+        "run": (RunCommand.spec, RunCommand.run),
+        "check": (Check.spec, Check.run),
     ]
 }
 

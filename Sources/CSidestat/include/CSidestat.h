@@ -32,6 +32,12 @@ void sidestat_set_process_name(const char *name);
 /// after start-up most of it is never used again, and what is used faults back in. Returns the bytes advised.
 size_t sidestat_page_out_executable(void);
 
+/// pipe2(O_CLOEXEC): a pipe whose ends are not inherited by other children.
+int sidestat_pipe_cloexec(int fds[2]);
+
+/// Makes this process the subreaper of its descendants (PR_SET_CHILD_SUBREAPER).
+int sidestat_set_child_subreaper(void);
+
 #ifdef __cplusplus
 }
 #endif

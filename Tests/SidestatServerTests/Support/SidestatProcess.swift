@@ -50,8 +50,12 @@ final class SidestatProcess: @unchecked Sendable {
     private(set) var tcpPort = 0
 
     /// Starts `sidestat` with `arguments` and waits for "server is up" (or exit).
-    init(arguments: [String], environment: [String: String]? = nil, waitForUp: Bool = true) throws {
+    init(
+        arguments: [String], environment: [String: String]? = nil, waitForUp: Bool = true,
+        workingDirectory: URL? = nil
+    ) throws {
         self.directory = TestPaths.temporaryDirectory()
+        if let workingDirectory { self.process.currentDirectoryURL = workingDirectory }
         self.outputFile = self.directory.appendingPathComponent("output.log")
         FileManager.default.createFile(atPath: self.outputFile.path, contents: nil)
         let handle = try FileHandle(forWritingTo: self.outputFile)
