@@ -40,7 +40,7 @@ let package = Package(
         .target(
             name: "SidestatBackends",
             dependencies: [
-                "SidestatAggregation", "SidestatConfiguration",
+                "CSidestat", "SidestatAggregation", "SidestatConfiguration",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -54,6 +54,7 @@ let package = Package(
                 "CSidestat", "SidestatProtocol", "SidestatAggregation", "SidestatConfiguration", "SidestatBackends",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -95,6 +96,7 @@ let package = Package(
         .testTarget(
             name: "SidestatServerTests",
             dependencies: ["SidestatServer", "SidestatBackends", "sidestat"],
+            exclude: ["Support/http_capture.py"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -2,6 +2,7 @@
 #include "CSidestat.h"
 
 #include <errno.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
@@ -99,3 +100,100 @@ size_t sidestat_page_out_executable(void) {
 int sidestat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int sidestat_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+// ---- libcurl, loaded on first use -------------------------------------------------------------------------------
+// The option numbers are libcurl's stable ABI (curl/curl.h): OBJECTPOINT = 10000, FUNCTIONPOINT = 20000.
+#define SIDESTAT_CURLOPT_URL 10002
+#define SIDESTAT_CURLOPT_USERPWD 10005
+#define SIDESTAT_CURLOPT_ERRORBUFFER 10010
+#define SIDESTAT_CURLOPT_POSTFIELDS 10015
+#define SIDESTAT_CURLOPT_HTTPHEADER 10023
+#define SIDESTAT_CURLOPT_CUSTOMREQUEST 10036
+#define SIDESTAT_CURLOPT_WRITEFUNCTION 20011
+#define SIDESTAT_CURLOPT_POSTFIELDSIZE 60
+#define SIDESTAT_CURLOPT_NOSIGNAL 99
+#define SIDESTAT_CURLOPT_TIMEOUT_MS 155
+#define SIDESTAT_CURLOPT_CONNECTTIMEOUT_MS 156
+#define SIDESTAT_CURLINFO_RESPONSE_CODE 0x200002
+
+struct sidestat_slist;
+static struct {
+    pthread_once_t once;
+    int loaded;
+    void *(*easy_init)(void);
+    int (*easy_setopt)(void *, int, ...);
+    int (*easy_perform)(void *);
+    void (*easy_cleanup)(void *);
+    int (*easy_getinfo)(void *, int, ...);
+    const char *(*easy_strerror)(int);
+    struct sidestat_slist *(*slist_append)(struct sidestat_slist *, const char *);
+    void (*slist_free_all)(struct sidestat_slist *);
+    int (*global_init)(long);
+} curl = {PTHREAD_ONCE_INIT, 0};
+
+static void sidestat_load_curl(void) {
+    const char *names[] = {"libcurl.so.4", "libcurl.so", "libcurl-gnutls.so.4", NULL};
+    void *lib = NULL;
+    for (int i = 0; names[i] && !lib; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return;
+    curl.easy_init = dlsym(lib, "curl_easy_init");
+    curl.easy_setopt = dlsym(lib, "curl_easy_setopt");
+    curl.easy_perform = dlsym(lib, "curl_easy_perform");
+    curl.easy_cleanup = dlsym(lib, "curl_easy_cleanup");
+    curl.easy_getinfo = dlsym(lib, "curl_easy_getinfo");
+    curl.easy_strerror = dlsym(lib, "curl_easy_strerror");
+    curl.slist_append = dlsym(lib, "curl_slist_append");
+    curl.slist_free_all = dlsym(lib, "curl_slist_free_all");
+    curl.global_init = dlsym(lib, "curl_global_init");
+    if (curl.easy_init && curl.easy_setopt && curl.easy_perform && curl.easy_cleanup && curl.easy_getinfo &&
+        curl.slist_append && curl.slist_free_all && curl.global_init) {
+        curl.global_init(3 /* CURL_GLOBAL_DEFAULT */);
+        curl.loaded = 1;
+    }
+}
+
+static size_t sidestat_discard(char *data, size_t size, size_t count, void *context) {
+    (void)data; (void)context;
+    return size * count;
+}
+
+int sidestat_http_request(const char *method, const char *url, const char *const *headers, int header_count,
+                          const void *body, size_t body_length, const char *userpwd, long timeout_ms, long *status,
+                          char *error, size_t error_size) {
+    pthread_once(&curl.once, sidestat_load_curl);
+    *status = 0;
+    if (!curl.loaded) {
+        snprintf(error, error_size, "libcurl (libcurl.so.4) cannot be loaded");
+        return -1;
+    }
+    void *handle = curl.easy_init();
+    if (!handle) {
+        snprintf(error, error_size, "curl_easy_init failed");
+        return -1;
+    }
+    char curl_error[256] = {0};
+    struct sidestat_slist *list = NULL;
+    for (int i = 0; i < header_count; i++) list = curl.slist_append(list, headers[i]);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_URL, url);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_NOSIGNAL, 1L);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_ERRORBUFFER, curl_error);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_WRITEFUNCTION, sidestat_discard);
+    if (list) curl.easy_setopt(handle, SIDESTAT_CURLOPT_HTTPHEADER, list);
+    if (userpwd) curl.easy_setopt(handle, SIDESTAT_CURLOPT_USERPWD, userpwd);
+    if (body) {
+        curl.easy_setopt(handle, SIDESTAT_CURLOPT_POSTFIELDSIZE, (long)body_length);
+        curl.easy_setopt(handle, SIDESTAT_CURLOPT_POSTFIELDS, body);
+    }
+    if (method) curl.easy_setopt(handle, SIDESTAT_CURLOPT_CUSTOMREQUEST, method);
+    int result = curl.easy_perform(handle);
+    if (result == 0) {
+        curl.easy_getinfo(handle, SIDESTAT_CURLINFO_RESPONSE_CODE, status);
+    } else {
+        snprintf(error, error_size, "%s", curl_error[0] ? curl_error : (curl.easy_strerror ? curl.easy_strerror(result) : "curl error"));
+    }
+    curl.easy_cleanup(handle);
+    if (list) curl.slist_free_all(list);
+    return result;
+}

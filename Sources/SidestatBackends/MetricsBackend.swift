@@ -21,6 +21,13 @@ public protocol MetricsBackend: Sendable {
     /// statsd's backend status for the management `stats` command, in order (`last_flush`, ...).
     /// Statistics named `last_*` hold Unix times in seconds and are printed as ages.
     func status() -> [(name: String, value: Double)]
+
+    /// Whether the last flush was delivered, or a failed one is still held whole for retry (for `/readyz`).
+    var isHealthy: Bool { get }
+}
+
+extension MetricsBackend {
+    public var isHealthy: Bool { true }
 }
 
 /// One flush as backends see it: statsd's `metrics` hash after `process_metrics`.

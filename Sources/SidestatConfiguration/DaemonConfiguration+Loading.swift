@@ -21,12 +21,19 @@ extension DaemonConfiguration {
         "automaticConfigReload", "graphiteHost", "graphitePort", "graphitePicklePort", "graphiteProtocol", "graphite",
         "flush_counts", "console", "repeater", "repeaterProtocol",
         // Sidestat
-        "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes",
+        "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes", "instance", "hostedGraphite",
+        "librato", "influxdb", "prometheus", "otlp", "httpPort", "httpAddress",
     ]
 
     static let backendAliases: [String: BackendKind] = [
         "./backends/graphite": .graphite, "graphite": .graphite, "./backends/graphite.js": .graphite,
         "./backends/console": .console, "console": .console, "./backends/console.js": .console,
+        "hostedgraphite": .hostedgraphite, "./backends/hostedgraphite": .hostedgraphite,
+        "librato": .librato, "statsd-librato-backend": .librato, "./backends/librato": .librato,
+        "influxdb": .influxdb, "statsd-influxdb-backend": .influxdb, "./backends/influxdb": .influxdb,
+        "prometheus": .prometheus, "./backends/prometheus": .prometheus,
+        "otlp": .otlp, "opentelemetry": .otlp, "./backends/otlp": .otlp,
+        "repeater": .repeater, "./backends/repeater": .repeater,
     ]
 
     /// Reads a statsd configuration file (`config.js` or JSON).
@@ -51,7 +58,7 @@ extension DaemonConfiguration {
                 file: path,
                 problems: [.init(key: "(file)", message: "must evaluate to an object, got \(value.typeDescription)")])
         }
-        var result = try Self.from(object, file: path)
+        var result = try Self.from(object, file: path, environment: environment)
         result.configuration.path = path
         return result
     }
@@ -78,7 +85,7 @@ extension DaemonConfiguration {
 
     /// Builds a configuration from an evaluated config object, collecting every problem before failing.
     public static func from(
-        _ object: JSObject, file: String? = nil
+        _ object: JSObject, file: String? = nil, environment: [String: String] = [:]
     ) throws -> (configuration: DaemonConfiguration, warnings: [String]) {
         var reader = Reader()
         var c = DaemonConfiguration()
@@ -143,7 +150,9 @@ extension DaemonConfiguration {
                 guard case .string(let name) = item, let kind = Self.backendAliases[name] else {
                     reader.problem(
                         "backends[\(index)]",
-                        "must be \"./backends/graphite\" or \"./backends/console\", got \(item.typeDescription)")
+                        "must be one of \"./backends/graphite\", \"./backends/console\", \"./backends/repeater\", "
+                            + "\"hostedgraphite\", \"librato\", \"influxdb\", \"prometheus\", \"otlp\"; "
+                            + "got \(item.typeDescription)")
                     continue
                 }
                 if !c.backends.contains(kind) {
@@ -333,9 +342,7 @@ extension DaemonConfiguration {
             reader.problem("console", "must be an object like {prettyprint: false}")
         }
 
-        if !object["repeater"].isNullish {
-            reader.warnings.append("repeater is not supported yet; the key is ignored")
-        }
+        Self.readUpstreams(object, into: &c, reader: &reader, environment: environment)
 
         // Sidestat's own keys.
         if let timeout = reader.integer(
@@ -361,6 +368,147 @@ extension DaemonConfiguration {
             throw ConfigurationError(file: file, problems: reader.problems)
         }
         return (c, reader.warnings)
+    }
+
+    /// Instance identity and the upstreams beyond Graphite and the console.
+    static func readUpstreams(
+        _ object: JSObject, into c: inout DaemonConfiguration, reader: inout Reader, environment: [String: String]
+    ) {
+        let explicitInstance = reader.string(object["instance"], key: "instance")
+        c.instance = explicitInstance ?? Self.defaultInstance(environment: environment)
+        c.graphiteInstance = (explicitInstance != nil || environment["DYNO"] != nil) ? .path : .none
+        if case .object(let graphite) = object["graphite"], let mode = reader.string(graphite["instance"], key: "graphite.instance") {
+            if let value = GraphiteInstance(rawValue: mode) {
+                c.graphiteInstance = value
+            } else {
+                reader.problem("graphite.instance", "must be \"path\", \"tag\" or \"none\", got \"\(mode)\"")
+            }
+        }
+        func section(_ key: String) -> JSObject {
+            switch object[key] {
+            case .object(let value): return value
+            case .undefined, .null: return JSObject()
+            default:
+                reader.problem(key, "must be an object")
+                return JSObject()
+            }
+        }
+        let uses = Set(c.backends)
+
+        let hosted = section("hostedGraphite")
+        if uses.contains(.hostedgraphite) {
+            let key = reader.string(hosted["apiKey"], key: "hostedGraphite.apiKey") ?? environment["HOSTEDGRAPHITE_APIKEY"]
+            if let key, !key.isEmpty {
+                var h = HostedGraphiteConfiguration(apiKey: key)
+                if let host = reader.string(hosted["host"], key: "hostedGraphite.host") { h.host = host }
+                if let port = reader.integer(hosted["port"], key: "hostedGraphite.port", in: 1...65_535) { h.port = port }
+                c.hostedGraphite = h
+            } else {
+                reader.problem("hostedGraphite.apiKey", "is required by the hostedgraphite backend (or set HOSTEDGRAPHITE_APIKEY)")
+            }
+        }
+
+        let librato = section("librato")
+        if uses.contains(.librato) {
+            let user = reader.string(librato["user"], key: "librato.user") ?? reader.string(librato["email"], key: "librato.email")
+                ?? environment["LIBRATO_USER"]
+            let token = reader.string(librato["token"], key: "librato.token") ?? environment["LIBRATO_TOKEN"]
+            if let user, let token, !user.isEmpty, !token.isEmpty {
+                var l = LibratoConfiguration(
+                    user: user, token: token,
+                    source: reader.string(librato["source"], key: "librato.source") ?? environment["LIBRATO_SOURCE"] ?? c.instance)
+                if let api = reader.string(librato["api"], key: "librato.api") { l.api = api }
+                c.librato = l
+            } else {
+                reader.problem("librato.token", "librato.user (or email) and librato.token are required (or set LIBRATO_USER and LIBRATO_TOKEN)")
+            }
+        }
+
+        let influx = section("influxdb")
+        if uses.contains(.influxdb) {
+            var i = InfluxDBConfiguration()
+            if let url = reader.string(influx["url"], key: "influxdb.url") {
+                i.url = url
+            } else if let host = reader.string(influx["host"], key: "influxdb.host") {
+                let port = reader.integer(influx["port"], key: "influxdb.port", in: 1...65_535) ?? 8086
+                i.url = "http://\(host):\(port)"
+            }
+            while i.url.hasSuffix("/") { i.url.removeLast() }
+            if let database = reader.string(influx["database"], key: "influxdb.database") { i.database = database }
+            i.username = reader.string(influx["username"], key: "influxdb.username")
+            i.password = reader.string(influx["password"], key: "influxdb.password")
+            i.token = reader.string(influx["token"], key: "influxdb.token")
+            i.org = reader.string(influx["org"], key: "influxdb.org")
+            i.bucket = reader.string(influx["bucket"], key: "influxdb.bucket")
+            if i.isVersion2 && (i.org == nil || i.bucket == nil) {
+                reader.problem("influxdb.bucket", "InfluxDB 2 needs influxdb.org and influxdb.bucket (with influxdb.token)")
+            }
+            c.influxdb = i
+        }
+
+        let prometheus = section("prometheus")
+        if let port = reader.integer(prometheus["port"], key: "prometheus.port", in: 0...65_535) { c.prometheus.port = port }
+        if let address = reader.string(prometheus["address"], key: "prometheus.address") { c.prometheus.address = address }
+        if case .array(let buckets) = prometheus["buckets"] {
+            var values: [Double] = []
+            for (index, bucket) in buckets.enumerated() {
+                if let value = reader.number(bucket, key: "prometheus.buckets[\(index)]") { values.append(value) }
+            }
+            if values != values.sorted() || Set(values).count != values.count || values.isEmpty {
+                reader.problem("prometheus.buckets", "must be a non-empty list of increasing numbers (seconds)")
+            } else {
+                c.prometheus.buckets = values
+            }
+        }
+
+        let otlp = section("otlp")
+        if uses.contains(.otlp) {
+            var o = OTLPConfiguration()
+            if let endpoint = reader.string(otlp["endpoint"], key: "otlp.endpoint") ?? environment["OTEL_EXPORTER_OTLP_ENDPOINT"] {
+                o.endpoint = endpoint
+            }
+            while o.endpoint.hasSuffix("/") { o.endpoint.removeLast() }
+            if case .object(let headers) = otlp["headers"] {
+                for (key, value) in headers.pairs {
+                    if let text = reader.string(value, key: "otlp.headers.\(key)") { o.headers.append("\(key): \(text)") }
+                }
+            }
+            if let name = reader.string(otlp["serviceName"], key: "otlp.serviceName") { o.serviceName = name }
+            c.otlp = o
+        }
+
+        switch object["repeater"] {
+        case .undefined, .null:
+            break
+        case .array(let targets):
+            for (index, target) in targets.enumerated() {
+                guard case .object(let t) = target, let host = reader.string(t["host"], key: "repeater[\(index)].host"),
+                    let port = reader.integer(t["port"], key: "repeater[\(index)].port", in: 1...65_535)
+                else {
+                    reader.problem("repeater[\(index)]", "must be an object like {host: \"10.0.0.2\", port: 8125}")
+                    continue
+                }
+                c.repeater.append(RepeaterTarget(host: host, port: port))
+            }
+        default:
+            reader.problem("repeater", "must be an array of {host, port} objects")
+        }
+        switch object["repeaterProtocol"] {
+        case .undefined, .null, .string("udp4"), .string("udp6"): c.repeaterTCP = false
+        case .string("tcp"): c.repeaterTCP = true
+        case let value: reader.problem("repeaterProtocol", "must be \"udp4\", \"udp6\" or \"tcp\", got \(value.typeDescription)")
+        }
+        if uses.contains(.repeater) && c.repeater.isEmpty {
+            reader.warnings.append("the repeater backend is on but repeater lists no target")
+        }
+        if !uses.contains(.repeater) && !c.repeater.isEmpty {
+            // statsd forwards only when the repeater backend is loaded; Sidestat does the same.
+            reader.warnings.append("repeater targets are ignored: add \"./backends/repeater\" to backends")
+            c.repeater = []
+        }
+
+        if let port = reader.integer(object["httpPort"], key: "httpPort", in: 0...65_535) { c.httpPort = port }
+        if let address = reader.string(object["httpAddress"], key: "httpAddress") { c.httpAddress = address }
     }
 
     /// The effective configuration as a statsd config object, for `check-config`.
@@ -433,12 +581,24 @@ extension DaemonConfiguration {
             "prefixGauge: \(quote(self.graphite.prefixGauge))", "prefixSet: \(quote(self.graphite.prefixSet))",
         ]
         if let suffix = self.graphite.globalSuffix { graphite.append("globalSuffix: \(quote(suffix))") }
+        graphite.append("instance: \(quote(self.graphiteInstance.rawValue))")
         add("graphite", "{ " + graphite.joined(separator: ", ") + " }")
         add("console", "{ prettyprint: \(self.consolePrettyPrint) }")
         add("shutdownTimeout", String(self.shutdownTimeoutMilliseconds))
         add("udpReceiveBuffer", String(self.udpReceiveBufferBytes))
         add("udpReaders", String(self.udpReaders))
         add("retryBufferBytes", String(self.retryBufferBytes))
+        add("instance", quote(self.instance))
+        if let h = self.hostedGraphite { add("hostedGraphite", "{ apiKey: \"(set)\", host: \(quote(h.host)), port: \(h.port) }") }
+        if let l = self.librato { add("librato", "{ user: \(quote(l.user)), token: \"(set)\", source: \(quote(l.source)), api: \(quote(l.api)) }") }
+        if let i = self.influxdb { add("influxdb", "{ url: \(quote(i.url)), database: \(quote(i.database)) }") }
+        if self.backends.contains(.prometheus) { add("prometheus", "{ address: \(quote(self.prometheus.address)), port: \(self.prometheus.port) }") }
+        if let o = self.otlp { add("otlp", "{ endpoint: \(quote(o.endpoint)), serviceName: \(quote(o.serviceName)) }") }
+        if !self.repeater.isEmpty {
+            add("repeater", "[" + self.repeater.map { "{ host: \(quote($0.host)), port: \($0.port) }" }.joined(separator: ", ") + "]")
+            add("repeaterProtocol", quote(self.repeaterTCP ? "tcp" : "udp4"))
+        }
+        if let port = self.httpPort { add("httpPort", String(port)) }
         lines.append("}")
         return lines.joined(separator: "\n")
     }

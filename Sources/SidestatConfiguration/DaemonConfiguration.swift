@@ -3,6 +3,12 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One listener: statsd's `server` module with its own address and port (an entry of `servers`).
 public struct ListenerConfiguration: Sendable, Hashable {
     public enum Transport: String, Sendable, Hashable {
@@ -71,9 +77,25 @@ public struct HistogramRule: Sendable, Hashable {
 
 /// The daemon's whole configuration, with statsd's defaults.
 public struct DaemonConfiguration: Sendable {
-    public enum BackendKind: String, Sendable, Hashable {
+    public enum BackendKind: String, Sendable, Hashable, CaseIterable {
         case graphite
         case console
+        case hostedgraphite
+        case librato
+        case influxdb
+        case prometheus
+        case otlp
+        case repeater
+    }
+
+    /// Where the instance name goes in Graphite names.
+    public enum GraphiteInstance: String, Sendable, Hashable {
+        /// statsd's layout, unchanged (one statsd per key space).
+        case none
+        /// A path segment before the key: `stats_counts.web_1.hits`; `sumSeries(stats_counts.*.hits)` adds them up.
+        case path
+        /// A Graphite tag: `stats_counts.hits;instance=web.1`.
+        case tag
     }
 
     public enum LogBackend: String, Sendable, Hashable {
@@ -118,6 +140,22 @@ public struct DaemonConfiguration: Sendable {
 
     // Sidestat's own settings.
 
+    /// This daemon's name among several (`instance`, default `$DYNO`, else the host name), so that N dynos never
+    /// overwrite each other's series.
+    public var instance = ""
+    public var graphiteInstance: GraphiteInstance = .none
+    public var hostedGraphite: HostedGraphiteConfiguration? = nil
+    public var librato: LibratoConfiguration? = nil
+    public var influxdb: InfluxDBConfiguration? = nil
+    public var prometheus = PrometheusConfiguration()
+    public var otlp: OTLPConfiguration? = nil
+    /// statsd's `repeater`: raw lines forwarded to other statsd servers.
+    public var repeater: [RepeaterTarget] = []
+    public var repeaterTCP = false
+    /// The small HTTP port for /healthz and /readyz (and /metrics with the Prometheus backend); nil for none.
+    public var httpPort: Int? = nil
+    public var httpAddress = "127.0.0.1"
+
     /// How long a shutdown may take to deliver the final flush.
     public var shutdownTimeoutMilliseconds = 10_000
     /// The UDP socket's receive buffer (SO_RCVBUF), in bytes.
@@ -131,10 +169,27 @@ public struct DaemonConfiguration: Sendable {
 
     /// The configuration Sidestat runs with no file: statsd's defaults with the console backend, so that a
     /// first run shows what it receives.
-    public static var embeddedDefault: DaemonConfiguration {
+    public static var embeddedDefault: DaemonConfiguration { Self.embeddedDefault(environment: [:]) }
+
+    /// The embedded default, plus the upstreams the platform's variables describe: Hosted Graphite from
+    /// `HOSTEDGRAPHITE_APIKEY`, Librato from `LIBRATO_USER` and `LIBRATO_TOKEN` (and `LIBRATO_SOURCE`).
+    public static func embeddedDefault(environment: [String: String]) -> DaemonConfiguration {
         var configuration = DaemonConfiguration()
         configuration.backends = [.console]
         configuration.backendNames = ["./backends/console"]
+        configuration.instance = Self.defaultInstance(environment: environment)
+        if environment["DYNO"] != nil { configuration.graphiteInstance = .path }
+        if let key = environment["HOSTEDGRAPHITE_APIKEY"], !key.isEmpty {
+            configuration.hostedGraphite = HostedGraphiteConfiguration(apiKey: key)
+            configuration.backends.append(.hostedgraphite)
+            configuration.backendNames.append("hostedgraphite")
+        }
+        if let user = environment["LIBRATO_USER"], let token = environment["LIBRATO_TOKEN"], !user.isEmpty, !token.isEmpty {
+            configuration.librato = LibratoConfiguration(
+                user: user, token: token, source: environment["LIBRATO_SOURCE"] ?? configuration.instance)
+            configuration.backends.append(.librato)
+            configuration.backendNames.append("librato")
+        }
         configuration.source = JSObject([
             ("port", .number(8125)), ("address", .string("127.0.0.1")), ("mgmt_port", .number(8126)),
             ("mgmt_address", .string("127.0.0.1")), ("flushInterval", .number(10_000)),
@@ -143,11 +198,78 @@ public struct DaemonConfiguration: Sendable {
         return configuration
     }
 
+    /// `$DYNO`, else the host name.
+    public static func defaultInstance(environment: [String: String]) -> String {
+        if let dyno = environment["DYNO"], !dyno.isEmpty { return dyno }
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count) == 0 else { return "localhost" }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public var retention: RetentionSettings {
         RetentionSettings(
             deleteCounters: self.deleteCounters, deleteTimers: self.deleteTimers, deleteSets: self.deleteSets,
             deleteGauges: self.deleteGauges, gaugesMaxTTL: self.gaugesMaxTTL)
     }
+}
+
+/// Hosted Graphite: carbon plaintext with the API key as the first path segment.
+public struct HostedGraphiteConfiguration: Sendable, Hashable {
+    public var apiKey: String
+    public var host = "carbon.hostedgraphite.com"
+    public var port = 2003
+
+    public init(apiKey: String) { self.apiKey = apiKey }
+}
+
+/// Librato's v1 metrics API.
+public struct LibratoConfiguration: Sendable, Hashable {
+    public var user: String
+    public var token: String
+    public var source: String
+    public var api = "https://metrics-api.librato.com"
+
+    public init(user: String, token: String, source: String) {
+        self.user = user
+        self.token = token
+        self.source = source
+    }
+}
+
+/// InfluxDB's line protocol over HTTP: `/write` (1.x) or `/api/v2/write` (2.x, when `token` or `org` is set).
+public struct InfluxDBConfiguration: Sendable, Hashable {
+    public var url = "http://127.0.0.1:8086"
+    public var database = "statsd"
+    public var username: String? = nil
+    public var password: String? = nil
+    public var token: String? = nil
+    public var org: String? = nil
+    public var bucket: String? = nil
+    public var isVersion2: Bool { self.token != nil || self.org != nil }
+
+    public init() {}
+}
+
+/// The Prometheus backend: an HTTP `/metrics` endpoint.
+public struct PrometheusConfiguration: Sendable, Hashable {
+    public var port = 9102
+    public var address = "127.0.0.1"
+    /// Histogram bucket bounds for timers, in seconds (timers are received in milliseconds).
+    public var buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+}
+
+/// OpenTelemetry: OTLP over HTTP (protobuf) to `endpoint` + `/v1/metrics`.
+public struct OTLPConfiguration: Sendable, Hashable {
+    public var endpoint = "http://127.0.0.1:4318"
+    public var headers: [String] = []
+    public var serviceName = "sidestat"
+
+    public init() {}
+}
+
+public struct RepeaterTarget: Sendable, Hashable {
+    public var host: String
+    public var port: Int
 }
 
 /// The `delete*` settings, as the aggregator needs them.

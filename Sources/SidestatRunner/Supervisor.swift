@@ -5,6 +5,7 @@
 
 import CSidestat
 import ServiceLifecycle
+import SidestatBackends
 import SidestatServer
 import Synchronization
 import UnixSignals

@@ -5,6 +5,7 @@
 
 import CSidestat
 import Logging
+import NIOHTTP1
 import ServiceLifecycle
 import SidestatAggregation
 import SidestatBackends
@@ -23,6 +24,7 @@ public final class Daemon: Sendable {
     public let backends: [any MetricsBackend]
     let flushService: FlushService
     let keyFlushService: KeyFlushService?
+    public let http: HTTPEndpoint?
     let logger: Logger
 
     /// Binds every socket. Throws (and binds nothing further) when an address is unusable.
@@ -36,6 +38,9 @@ public final class Daemon: Sendable {
             shardCount: udpCount + (hasStream ? 1 : 0), sanitizeKeys: configuration.keyNameSanitize,
             deleteGauges: configuration.deleteGauges, gaugesMaxTTL: configuration.gaugesMaxTTL,
             keyFlush: configuration.keyFlush != nil)
+        let repeater =
+            configuration.backends.contains(.repeater) && !configuration.repeater.isEmpty
+            ? Repeater(targets: configuration.repeater, tcp: configuration.repeaterTCP, logger: logger) : nil
         var udpListeners: [UDPListener] = []
         var streamListeners: [StreamListener] = []
         var nextShard = 0
@@ -45,28 +50,62 @@ public final class Daemon: Sendable {
                 let udp = try UDPListener(
                     configuration: listener, receiveBufferBytes: configuration.udpReceiveBufferBytes,
                     readers: configuration.udpReaders, firstShard: nextShard, aggregator: aggregator, state: state,
-                    dumpMessages: configuration.dumpMessages, logger: logger)
+                    dumpMessages: configuration.dumpMessages, repeater: repeater, logger: logger)
                 nextShard += configuration.udpReaders
                 udpListeners.append(udp)
                 state.addBoundAddress("udp=\(udp.localAddress):\(udp.port)")
             case .tcp:
                 let stream = try await StreamListener.bind(
                     configuration: listener, shard: udpCount, aggregator: aggregator, state: state,
-                    dumpMessages: configuration.dumpMessages, logger: logger)
+                    dumpMessages: configuration.dumpMessages, repeater: repeater, logger: logger)
                 streamListeners.append(stream)
                 state.addBoundAddress(stream.unixSocket.map { "unix=\($0)" } ?? "tcp=\(listener.address):\(stream.port)")
             }
         }
         let startupTime = Double(state.startupTime)
-        let backends: [any MetricsBackend] = configuration.backends.map { kind in
+        let backends: [any MetricsBackend] = configuration.backends.map { kind -> any MetricsBackend in
+            let instance = configuration.instance
             switch kind {
             case .graphite:
                 return GraphiteBackend(
-                    configuration: configuration.graphite, sanitizeNames: !configuration.keyNameSanitize,
-                    retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime)
+                    configuration: configuration.graphite,
+                    naming: Self.graphiteNaming(configuration, linePrefix: ""),
+                    sanitizeNames: !configuration.keyNameSanitize, retryBufferBytes: configuration.retryBufferBytes,
+                    startupTime: startupTime)
+            case .hostedgraphite:
+                let hosted = configuration.hostedGraphite!
+                var graphite = configuration.graphite
+                graphite.host = hosted.host
+                graphite.port = hosted.port
+                graphite.wireProtocol = .text
+                return GraphiteBackend(
+                    name: "hostedgraphite", configuration: graphite,
+                    naming: Self.graphiteNaming(configuration, linePrefix: hosted.apiKey + "."),
+                    sanitizeNames: !configuration.keyNameSanitize, retryBufferBytes: configuration.retryBufferBytes,
+                    startupTime: startupTime)
             case .console:
                 return ConsoleBackend(
                     output: output, prettyPrint: configuration.consolePrettyPrint, startupTime: startupTime)
+            case .librato:
+                let librato = configuration.librato!
+                return HTTPBackend(
+                    name: "librato", retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
+                ) { LibratoEncoder.requests($0, configuration: librato) }
+            case .influxdb:
+                let influx = configuration.influxdb!
+                return HTTPBackend(
+                    name: "influxdb", retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
+                ) { InfluxEncoder.requests($0, configuration: influx, instance: instance) }
+            case .otlp:
+                let otlp = configuration.otlp!
+                return HTTPBackend(
+                    name: "otlp", retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
+                ) { OTLPEncoder.requests($0, configuration: otlp, instance: instance) }
+            case .prometheus:
+                return PrometheusBackend(
+                    buckets: configuration.prometheus.buckets, instance: instance, startupTime: startupTime)
+            case .repeater:
+                return repeater ?? Repeater(targets: [], tcp: false, logger: logger)
             }
         }
         let flushState = FlushState()
@@ -77,6 +116,16 @@ public final class Daemon: Sendable {
             host: configuration.managementAddress, port: configuration.managementPort, commands: commands,
             logger: logger)
         state.addBoundAddress("mgmt=\(configuration.managementAddress):\(management.port)")
+        var http: HTTPEndpoint? = nil
+        let prometheus = backends.compactMap { $0 as? PrometheusBackend }.first
+        if configuration.httpPort != nil || prometheus != nil {
+            let port = configuration.httpPort ?? configuration.prometheus.port
+            let address = configuration.httpPort != nil ? configuration.httpAddress : configuration.prometheus.address
+            http = try await HTTPEndpoint.bind(host: address, port: port, logger: logger) { path in
+                Self.route(path, state: state, backends: backends, prometheus: prometheus)
+            }
+            state.addBoundAddress("http=\(address):\(http!.port)")
+        }
         let flushService = FlushService(
             aggregator: aggregator, backends: backends, configuration: configuration, state: state,
             flushState: flushState, logger: logger)
@@ -87,14 +136,49 @@ public final class Daemon: Sendable {
         return Daemon(
             configuration: configuration, state: state, aggregator: aggregator, udpListeners: udpListeners,
             streamListeners: streamListeners, management: management, backends: backends,
-            flushService: flushService, keyFlushService: keyFlushService, logger: logger)
+            flushService: flushService, keyFlushService: keyFlushService, http: http, logger: logger)
+    }
+
+    static func graphiteNaming(_ configuration: DaemonConfiguration, linePrefix: String) -> GraphiteEncoder.Naming {
+        switch configuration.graphiteInstance {
+        case .none: return .init(linePrefix: linePrefix)
+        case .path: return .init(linePrefix: linePrefix, instance: configuration.instance)
+        case .tag: return .init(linePrefix: linePrefix, instance: configuration.instance, instanceAsTag: true)
+        }
+    }
+
+    /// `/healthz`: alive (and `health up` on the management port). `/readyz`: listeners bound, and every backend's
+    /// last flush delivered or held whole for retry. `/metrics`: the Prometheus backend's series.
+    static func route(
+        _ path: String, state: DaemonState, backends: [any MetricsBackend], prometheus: PrometheusBackend?
+    ) -> HTTPEndpoint.Response {
+        switch path {
+        case "/healthz":
+            return state.isHealthy
+                ? .init(status: .ok, contentType: "text/plain", body: "ok\n")
+                : .init(status: .serviceUnavailable, contentType: "text/plain", body: "health: down\n")
+        case "/readyz":
+            let failing = backends.filter { !$0.isHealthy }.map(\.name)
+            if failing.isEmpty { return .init(status: .ok, contentType: "text/plain", body: "ready\n") }
+            return .init(
+                status: .serviceUnavailable, contentType: "text/plain",
+                body: "not ready: dropping datapoints for " + failing.joined(separator: ", ") + "\n")
+        case "/metrics":
+            guard let prometheus else {
+                return .init(status: .notFound, contentType: "text/plain", body: "the prometheus backend is off\n")
+            }
+            return .init(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: prometheus.render())
+        default:
+            return .init(status: .notFound, contentType: "text/plain", body: "not found\n")
+        }
     }
 
     private init(
         configuration: DaemonConfiguration, state: DaemonState, aggregator: Aggregator, udpListeners: [UDPListener],
         streamListeners: [StreamListener], management: ManagementServer, backends: [any MetricsBackend],
-        flushService: FlushService, keyFlushService: KeyFlushService?, logger: Logger
+        flushService: FlushService, keyFlushService: KeyFlushService?, http: HTTPEndpoint?, logger: Logger
     ) {
+        self.http = http
         self.configuration = configuration
         self.state = state
         self.aggregator = aggregator
@@ -114,6 +198,7 @@ public final class Daemon: Sendable {
         ]
         if let keyFlush = self.keyFlushService { services.append(.init(service: keyFlush, serviceName: "keyFlush")) }
         services.append(.init(service: self.management, serviceName: "management"))
+        if let http = self.http { services.append(.init(service: http, serviceName: "http")) }
         for (index, listener) in self.streamListeners.enumerated() {
             services.append(.init(service: listener, serviceName: "tcp\(index)"))
         }

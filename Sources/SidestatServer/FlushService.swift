@@ -71,6 +71,31 @@ public struct FlushService: Service {
     }
 
     public func run() async {
+        // Each backend delivers from its own queue, so a slow or dead upstream never holds up the flush tick, ingest
+        // or the other backends. A queued flush carries its deadline (one interval after its tick), so a backend that
+        // fell behind fails the stale ones fast into its retry buffer instead of piling them up.
+        var mailboxes: [AsyncStream<(FlushData, ContinuousClock.Instant)>.Continuation] = []
+        await withDiscardingTaskGroup { group in
+            for backend in self.backends {
+                let (stream, continuation) = AsyncStream<(FlushData, ContinuousClock.Instant)>.makeStream()
+                mailboxes.append(continuation)
+                group.addTask {
+                    for await (data, deadline) in stream {
+                        await backend.flush(data, deadline: deadline, logger: self.logger)
+                    }
+                }
+            }
+            await self.tick { data, deadline in
+                for mailbox in mailboxes { mailbox.yield((data, deadline)) }
+            }
+            // The final flush is in every queue: the group waits until every backend has delivered it (or its
+            // deadline passed).
+            for mailbox in mailboxes { mailbox.finish() }
+        }
+    }
+
+    /// The flush schedule; returns after the final flush has been handed to `deliver`.
+    func tick(_ deliver: (FlushData, ContinuousClock.Instant) -> Void) async {
         let interval = self.configuration.flushIntervalMilliseconds
         var previousTimestamp = 0
         while true {
@@ -85,14 +110,38 @@ public struct FlushService: Service {
                 }
             } catch {
                 // Shutdown (or cancellation): the listeners have stopped; flush what they read.
-                await self.flush(previousTimestamp: &previousTimestamp, isFinal: true)
+                let shutdown = ContinuousClock.now
+                await self.waitForNearTick(interval: interval)
+                let (data, deadline) = self.prepare(
+                    previousTimestamp: &previousTimestamp, isFinal: true,
+                    deadline: shutdown + .milliseconds(self.configuration.shutdownTimeoutMilliseconds))
+                deliver(data, deadline)
                 return
             }
-            await self.flush(previousTimestamp: &previousTimestamp, isFinal: false)
+            let (data, deadline) = self.prepare(previousTimestamp: &previousTimestamp, isFinal: false)
+            deliver(data, deadline)
         }
     }
 
-    func flush(previousTimestamp: inout Int, isFinal: Bool) async {
+    /// A final flush at once would report part of an interval under a timestamp that can share Graphite's slot with
+    /// the flush just before it (whisper keeps the last value written to a slot, so that whole interval would be
+    /// replaced by the part). When the next tick leaves enough of the shutdown deadline for delivery (at least 2 s,
+    /// or half of it), the final flush waits for the tick and lands where the next flush would have; otherwise it
+    /// goes at once.
+    func waitForNearTick(interval: Int) async {
+        let now = DaemonState.unixMilliseconds()
+        let elapsed = now - self.state.startupTime * 1000
+        let untilTick = self.state.startupTime * 1000 + (elapsed / interval + 1) * interval - now
+        let budget = self.configuration.shutdownTimeoutMilliseconds
+        guard untilTick > 0, untilTick <= budget - min(budget / 2, 2000) else { return }
+        self.logger.info("Waiting for the flush tick before the final flush", metadata: ["flush.wait_ms": "\(untilTick)"])
+        try? await Task.sleep(for: .milliseconds(untilTick))
+    }
+
+    /// Takes the interval's aggregates out of the shards and prepares them for the backends.
+    func prepare(
+        previousTimestamp: inout Int, isFinal: Bool, deadline finalDeadline: ContinuousClock.Instant? = nil
+    ) -> (FlushData, ContinuousClock.Instant) {
         let clock = ContinuousClock()
         let start = clock.now
         let timestamp = DaemonState.unixSeconds()
@@ -121,20 +170,14 @@ public struct FlushService: Service {
             isFinal: isFinal)
         let deadline =
             isFinal
-            ? start + .milliseconds(c.shutdownTimeoutMilliseconds)
+            ? finalDeadline ?? start + .milliseconds(c.shutdownTimeoutMilliseconds)
             : start + .milliseconds(max(1000, c.flushIntervalMilliseconds))
         if isFinal {
             self.logger.info("Final flush", metadata: ["flush.keys": "\(data.numStats)"])
+        } else {
+            self.logger.debug("Flushing", metadata: ["flush.keys": "\(data.numStats)"])
         }
-        await withDiscardingTaskGroup { group in
-            for backend in self.backends {
-                group.addTask {
-                    await backend.flush(data, deadline: deadline, logger: self.logger)
-                }
-            }
-        }
-        self.logger.debug(
-            "Flushed", metadata: ["flush.keys": "\(data.numStats)", "flush.duration": "\(clock.now - start)"])
+        return (data, deadline)
     }
 
     /// statsd's own counters go first, then user counters; its `timestamp_lag` is a gauge from the second flush on.
@@ -158,6 +201,14 @@ public struct FlushService: Service {
             own.append(.init(key: key, value: value))
         }
         snapshot.counters = own + user
+        // Every upstream's delivery figures, as statsd's own gauges (the graphite backend's are its graphiteStats
+        // lines, and the console has none): `<prefixStats>.backends.<name>.flush_time` and so on.
+        for backend in self.backends where backend.name != "graphite" && backend.name != "console" {
+            for (name, value) in backend.status() {
+                let key = snapshot.store("\(self.configuration.prefixStats).backends.\(backend.name).\(name)")
+                snapshot.gauges.append(.init(key: key, value: value, updated: 0))
+            }
+        }
         if let timestampLag {
             let name = self.configuration.prefixStats + ".timestamp_lag"
             let length = name.utf8.count

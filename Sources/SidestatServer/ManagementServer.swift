@@ -44,35 +44,17 @@ public final class ManagementServer: Service, Sendable {
     }
 
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await self.server.executeThenClose { connections in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
-                    }
+        try await acceptConnections(on: self.server, logger: self.logger, kind: "Management") { inbound, outbound in
+            var pending: [UInt8] = []
+            for try await buffer in inbound {
+                pending.append(contentsOf: buffer.readableBytesView)
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: pending[..<newline], as: UTF8.self)
+                    pending.removeSubrange(...newline)
+                    guard let reply = self.commands.execute(line) else { return }  // quit
+                    try await outbound.write(ByteBuffer(string: reply))
                 }
             }
-        } onGracefulShutdown: {
-            self.server.channel.close(promise: nil)
-        }
-    }
-
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var pending: [UInt8] = []
-                for try await buffer in inbound {
-                    pending.append(contentsOf: buffer.readableBytesView)
-                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                        let line = String(decoding: pending[..<newline], as: UTF8.self)
-                        pending.removeSubrange(...newline)
-                        guard let reply = self.commands.execute(line) else { return }  // quit
-                        try await outbound.write(ByteBuffer(string: reply))
-                    }
-                }
-            }
-        } catch {
-            self.logger.debug("Management connection closed with an error", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -27,6 +27,7 @@ public final class StreamListener: Service, Sendable {
     let aggregator: Aggregator
     let state: DaemonState
     let dumpMessages: Bool
+    let repeater: Repeater?
     let logger: Logger
     let unixSocket: String?
     public let description: String
@@ -35,7 +36,7 @@ public final class StreamListener: Service, Sendable {
     /// Binds the listener now, so that errors stop start-up.
     static func bind(
         configuration: ListenerConfiguration, shard: Int, aggregator: Aggregator, state: DaemonState,
-        dumpMessages: Bool, logger: Logger
+        dumpMessages: Bool, repeater: Repeater? = nil, logger: Logger
     ) async throws -> StreamListener {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
@@ -60,14 +61,16 @@ public final class StreamListener: Service, Sendable {
         }
         return StreamListener(
             server: server, shard: shard, aggregator: aggregator, state: state, dumpMessages: dumpMessages,
-            logger: logger, unixSocket: configuration.unixSocket, description: description,
+            repeater: repeater, logger: logger, unixSocket: configuration.unixSocket, description: description,
             port: server.channel.localAddress?.port ?? 0)
     }
 
     private init(
         server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, shard: Int, aggregator: Aggregator,
-        state: DaemonState, dumpMessages: Bool, logger: Logger, unixSocket: String?, description: String, port: Int
+        state: DaemonState, dumpMessages: Bool, repeater: Repeater?, logger: Logger, unixSocket: String?,
+        description: String, port: Int
     ) {
+        self.repeater = repeater
         self.server = server
         self.shard = shard
         self.aggregator = aggregator
@@ -83,47 +86,29 @@ public final class StreamListener: Service, Sendable {
         defer {
             if let path = self.unixSocket { unlink(path) }
         }
-        try await withGracefulShutdownHandler {
-            try await self.server.executeThenClose { connections in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
+        try await acceptConnections(on: self.server, logger: self.logger, kind: "TCP") { inbound, _ in
+            var limiter = LogRateLimiter()
+            var pending: [UInt8] = []
+            for try await buffer in inbound {
+                buffer.withUnsafeReadableBytes { bytes in
+                    guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
+                        pending.append(contentsOf: bytes)
+                        return
                     }
+                    if pending.isEmpty {
+                        self.ingest(UnsafeRawBufferPointer(rebasing: bytes[0...lastNewline]), &limiter)
+                    } else {
+                        pending.append(contentsOf: bytes[0...lastNewline])
+                        pending.withUnsafeBytes { self.ingest($0, &limiter) }
+                        pending.removeAll(keepingCapacity: true)
+                    }
+                    pending.append(contentsOf: bytes[(lastNewline + 1)...])
                 }
             }
-        } onGracefulShutdown: {
-            // Stop accepting; connections still open end when their clients close them or the group is cancelled.
-            self.server.channel.close(promise: nil)
-        }
-    }
-
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        var limiter = LogRateLimiter()
-        do {
-            try await connection.executeThenClose { inbound, _ in
-                var pending: [UInt8] = []
-                for try await buffer in inbound {
-                    buffer.withUnsafeReadableBytes { bytes in
-                        guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
-                            pending.append(contentsOf: bytes)
-                            return
-                        }
-                        if pending.isEmpty {
-                            self.ingest(UnsafeRawBufferPointer(rebasing: bytes[0...lastNewline]), &limiter)
-                        } else {
-                            pending.append(contentsOf: bytes[0...lastNewline])
-                            pending.withUnsafeBytes { self.ingest($0, &limiter) }
-                            pending.removeAll(keepingCapacity: true)
-                        }
-                        pending.append(contentsOf: bytes[(lastNewline + 1)...])
-                    }
-                }
-                if !pending.isEmpty {
-                    pending.withUnsafeBytes { self.ingest($0, &limiter) }
-                }
+            // The client closed: its last line counts even without a newline.
+            if !pending.isEmpty {
+                pending.withUnsafeBytes { self.ingest($0, &limiter) }
             }
-        } catch {
-            self.logger.debug("TCP connection closed with an error", metadata: ["error": "\(error)"])
         }
     }
 
@@ -133,6 +118,7 @@ public final class StreamListener: Service, Sendable {
                 self.logger.info("\(String(decoding: line, as: UTF8.self))", metadata: ["statsd.type": "DEBUG"])
             }
         }
+        self.repeater?.forward(bytes)
         let report = self.aggregator.ingest(bytes, shard: self.shard)
         self.state.recordBatch(badLines: report.badLines)
         if let messages = report.badLineMessages {

@@ -7,6 +7,7 @@ import CSidestat
 import Logging
 import ServiceLifecycle
 import SidestatAggregation
+import SidestatBackends
 import SidestatConfiguration
 import Synchronization
 
@@ -30,6 +31,7 @@ public final class UDPListener: Service, Sendable {
     let aggregator: Aggregator
     let state: DaemonState
     let dumpMessages: Bool
+    let repeater: Repeater?
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
 
@@ -48,8 +50,9 @@ public final class UDPListener: Service, Sendable {
     /// Binds `readers` sockets (SO_REUSEPORT when more than one) on the configured address and port.
     init(
         configuration: ListenerConfiguration, receiveBufferBytes: Int, readers: Int, firstShard: Int,
-        aggregator: Aggregator, state: DaemonState, dumpMessages: Bool, logger: Logger
+        aggregator: Aggregator, state: DaemonState, dumpMessages: Bool, repeater: Repeater? = nil, logger: Logger
     ) throws {
+        self.repeater = repeater
         self.firstShard = firstShard
         self.aggregator = aggregator
         self.state = state
@@ -176,6 +179,11 @@ public final class UDPListener: Service, Sendable {
             let count = sidestat_recv_batch(fd, buffers, size, UInt32(batch), lengths, flags)
             if count > 0 {
                 if self.dumpMessages { self.dump(buffers: buffers, lengths: lengths, count: Int(count)) }
+                if let repeater = self.repeater {
+                    for index in 0..<Int(count) {
+                        repeater.forward(UnsafeRawBufferPointer(start: buffers + index * size, count: Int(lengths[index])))
+                    }
+                }
                 let report = ingestShard.withBatch(sequence: self.aggregator.nextSequence()) { ingest in
                     for index in 0..<Int(count) {
                         ingest(UnsafeRawBufferPointer(start: buffers + index * size, count: Int(lengths[index])))

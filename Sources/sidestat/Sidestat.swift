@@ -75,7 +75,7 @@ struct Sidestat {
 
 /// Loads the configuration named by `--config FILE` or a bare `FILE`, or prints every problem (exit code 2).
 func loadConfiguration(_ path: String?) -> DaemonConfiguration? {
-    guard let path else { return .embeddedDefault }
+    guard let path else { return .embeddedDefault(environment: processEnvironment()) }
     do {
         let (configuration, warnings) = try DaemonConfiguration.load(path: path, environment: processEnvironment())
         for warning in warnings { writeStandardError("sidestat: warning: \(path): \(warning)") }
@@ -130,14 +130,17 @@ enum Serve {
 /// `sidestat check-config FILE`.
 enum CheckConfig {
     static let spec = CommandSpec(
-        name: "check-config", usage: "sidestat check-config <file>",
+        name: "check-config", usage: "sidestat check-config [<file>]",
         abstract: "Validate a configuration file and print the effective configuration.",
-        discussion: "Exits 0 when the file is usable and 2 (naming each bad key) when it is not.",
+        discussion: """
+            Exits 0 when the file is usable and 2 (naming each bad key) when it is not. Without a file it prints the \
+            embedded default as the environment shapes it (HOSTEDGRAPHITE_APIKEY, LIBRATO_USER, DYNO...).
+            """,
         arguments: [("<file>", "The configuration file (config.js or JSON).")])
 
     static func run(_ parsed: ParsedCommand) async throws -> Int32 {
-        guard parsed.positional.count == 1 else { throw UsageError(description: "give one configuration file") }
-        guard let configuration = loadConfiguration(parsed.positional[0]) else { return 2 }
+        guard parsed.positional.count <= 1 else { throw UsageError(description: "give one configuration file") }
+        guard let configuration = loadConfiguration(parsed.positional.first) else { return 2 }
         writeStandardOutput(configuration.effectiveDescription + "\n")
         return 0
     }

@@ -86,6 +86,14 @@ struct DaemonConfigurationTests {
             ("{ histogram: [{ metric: 'a', bins: [1, 'x'] }] }", "histogram[0].bins[1]", "number or \"inf\""),
             ("{ graphite: { legacyNamespace: 'no' } }", "graphite.legacyNamespace", "true or false"),
             ("{ healthStatus: 'maybe' }", "healthStatus", "\"up\" or \"down\""),
+            ("{ graphite: { instance: 'segment' } }", "graphite.instance", "\"path\", \"tag\" or \"none\""),
+            ("{ backends: ['hostedgraphite'] }", "hostedGraphite.apiKey", "HOSTEDGRAPHITE_APIKEY"),
+            ("{ backends: ['librato'], librato: { user: 'u' } }", "librato.token", "LIBRATO_TOKEN"),
+            ("{ backends: ['influxdb'], influxdb: { token: 't' } }", "influxdb.bucket", "influxdb.org and influxdb.bucket"),
+            ("{ prometheus: { buckets: [1, 0.5] } }", "prometheus.buckets", "increasing"),
+            ("{ repeater: [{ host: 'a' }] }", "repeater[0]", "{host: "),
+            ("{ repeaterProtocol: 'sctp' }", "repeaterProtocol", "\"udp4\", \"udp6\" or \"tcp\""),
+            ("{ backends: ['./backends/kafka'] }", "backends[0]", "\"influxdb\", \"prometheus\", \"otlp\""),
         ])
     func rejects(source: String, key: String, message: String) {
         do {
@@ -108,5 +116,57 @@ struct DaemonConfigurationTests {
         } catch {
             Issue.record("unexpected \(error)")
         }
+    }
+
+    @Test("instance: $DYNO, else the host name; a path segment in Graphite when set or on a dyno, else statsd's layout")
+    func instance() throws {
+        func load(_ source: String, _ environment: [String: String]) throws -> DaemonConfiguration {
+            guard case .object(let object) = try ConfigScript.evaluate(source, environment: environment) else {
+                throw ConfigScriptError(line: 1, column: 1, message: "not an object")
+            }
+            return try DaemonConfiguration.from(object, environment: environment).configuration
+        }
+        let plain = try load("{}", [:])
+        #expect(plain.instance == DaemonConfiguration.defaultInstance(environment: [:]))
+        #expect(!plain.instance.isEmpty)
+        #expect(plain.graphiteInstance == .none)
+        let dyno = try load("{}", ["DYNO": "web.3"])
+        #expect(dyno.instance == "web.3")
+        #expect(dyno.graphiteInstance == .path)
+        let kept = try load("{ graphite: { instance: 'none' } }", ["DYNO": "web.3"])
+        #expect(kept.graphiteInstance == .none)
+        let tagged = try load("{ instance: 'api-' + process.env.DYNO, graphite: { instance: 'tag' } }", ["DYNO": "web.3"])
+        #expect(tagged.instance == "api-web.3")
+        #expect(tagged.graphiteInstance == .tag)
+    }
+
+    @Test("upstream sections: InfluxDB 1 and 2, Prometheus buckets, OTLP headers, repeater targets")
+    func upstreams() throws {
+        let (c, warnings) = try self.configuration(
+            """
+            { backends: ['influxdb', 'prometheus', 'otlp', './backends/repeater'],
+              influxdb: { host: 'db', port: 8087, database: 'apps', username: 'u', password: 'p' },
+              prometheus: { port: 9300, buckets: [0.1, 1, 10] },
+              otlp: { endpoint: 'https://otlp.example.com/', headers: { 'x-key': 'k' }, serviceName: 'shop' },
+              repeater: [{ host: '10.0.0.2', port: 8125 }], repeaterProtocol: 'tcp', httpPort: 8080 }
+            """)
+        #expect(warnings.isEmpty)
+        #expect(c.backends == [.influxdb, .prometheus, .otlp, .repeater])
+        #expect(c.influxdb?.url == "http://db:8087")
+        #expect(c.influxdb?.database == "apps")
+        #expect(c.influxdb?.username == "u" && c.influxdb?.password == "p")
+        #expect(c.influxdb?.isVersion2 == false)
+        #expect(c.prometheus.port == 9300)
+        #expect(c.prometheus.buckets == [0.1, 1, 10])
+        #expect(c.otlp?.endpoint == "https://otlp.example.com")
+        #expect(c.otlp?.headers == ["x-key: k"])
+        #expect(c.otlp?.serviceName == "shop")
+        #expect(c.repeater.map { "\($0.host):\($0.port)" } == ["10.0.0.2:8125"])
+        #expect(c.repeaterTCP)
+        #expect(c.httpPort == 8080)
+
+        let (ignored, ignoredWarnings) = try self.configuration("{ repeater: [{ host: 'a', port: 1 }] }")
+        #expect(ignored.repeater.isEmpty)
+        #expect(ignoredWarnings.contains { $0.contains("./backends/repeater") })
     }
 }

@@ -99,6 +99,23 @@ extension EndToEnd {
             daemon.terminate()
         }
 
+        @Test("open TCP and management connections do not hold up shutdown; the TCP client's lines are flushed")
+        func openConnectionsAtShutdown() throws {
+            let sink = try LineSink()
+            let daemon = try SidestatProcess(
+                config: testConfig(graphitePort: sink.port, flushInterval: 60_000, extra: "server: './servers/tcp'"))
+            let client = try Send.connect(port: daemon.tcpPort)
+            defer { close(client) }
+            let management = try Send.connect(port: daemon.managementPort)
+            defer { close(management) }
+            _ = Array("persistent:4|c\n".utf8).withUnsafeBytes { send(client, $0.baseAddress, $0.count, 0) }
+            Thread.sleep(forTimeInterval: 0.3)
+            let start = Date()
+            #expect(daemon.terminate() == 0)
+            #expect(Date().timeIntervalSince(start) < 3, "shutdown waited for the open connections")
+            #expect(sink.lines.value("stats_counts.persistent") == "4")
+        }
+
         @Test("UDP over IPv6, and datagrams up to 65,507 bytes")
         func udpSizes() throws {
             let sink = try LineSink()

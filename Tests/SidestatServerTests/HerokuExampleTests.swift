@@ -45,9 +45,9 @@ extension EndToEnd {
                 Thread.sleep(forTimeInterval: 0.2)
             }
             for _ in 0..<5 {
-                let (body, status) = try Self.get(port: webPort)
-                #expect(status == 200)
-                #expect(body == "Hello World!")
+                let response = try HTTP.get(port: webPort, path: "/")
+                #expect(response.status == 200)
+                #expect(response.body == "Hello World!")
             }
             Thread.sleep(forTimeInterval: 0.3)
             let status = sidestat.terminate(timeout: 30)
@@ -59,25 +59,6 @@ extension EndToEnd {
             let groups = RunnerTests.pids(output)
             #expect(!groups.isEmpty)
             #expect(RunnerTests.survivors(inGroups: groups).isEmpty, "\(RunnerTests.survivors(inGroups: groups))")
-        }
-
-        /// A plain HTTP/1.0 GET on loopback.
-        static func get(port: Int) throws -> (String, Int) {
-            let fd = try Send.connect(port: port)
-            defer { close(fd) }
-            let request = Array("GET / HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
-            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            var response: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let count = recv(fd, &buffer, buffer.count, 0)
-                if count <= 0 { break }
-                response += buffer[0..<count]
-            }
-            let text = String(decoding: response, as: UTF8.self)
-            let status = text.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-            let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
-            return (body, status)
         }
     }
 }

@@ -38,6 +38,15 @@ int sidestat_pipe_cloexec(int fds[2]);
 /// Makes this process the subreaper of its descendants (PR_SET_CHILD_SUBREAPER).
 int sidestat_set_child_subreaper(void);
 
+/// An HTTP request through libcurl, loaded with dlopen on first use (so Sidestat links no HTTP or TLS library, and
+/// costs nothing until an HTTP upstream is configured). `headers` is an array of `header_count` "Name: value"
+/// strings; `userpwd` ("user:password", for basic auth) may be NULL. On return `*status` holds the HTTP status (0
+/// when no response came) and `error` (of `error_size` bytes) a message when the result is not 0.
+/// Returns 0 when a response was received, -1 when libcurl cannot be loaded, and curl's error code otherwise.
+int sidestat_http_request(const char *method, const char *url, const char *const *headers, int header_count,
+                          const void *body, size_t body_length, const char *userpwd, long timeout_ms, long *status,
+                          char *error, size_t error_size);
+
 #ifdef __cplusplus
 }
 #endif

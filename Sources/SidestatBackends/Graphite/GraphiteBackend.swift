@@ -23,8 +23,9 @@ import Darwin
 /// is kept, with its original timestamps, in a bounded retry buffer and sent before the next one; past the bound
 /// the oldest datapoints are dropped and counted (DEVIATIONS #17).
 public final class GraphiteBackend: MetricsBackend {
-    public let name = "graphite"
+    public let name: String
     let configuration: GraphiteConfiguration
+    let naming: GraphiteEncoder.Naming
     let sanitizeNames: Bool
     let retryBufferBytes: Int
     let clock = ContinuousClock()
@@ -57,8 +58,11 @@ public final class GraphiteBackend: MetricsBackend {
     ///   - sanitizeNames: statsd's graphite backend sanitizes key names itself when `keyNameSanitize` is off.
     ///   - startupTime: Unix seconds; statsd reports it as the first `last_flush` and `last_exception`.
     public init(
-        configuration: GraphiteConfiguration, sanitizeNames: Bool, retryBufferBytes: Int, startupTime: Double
+        name: String = "graphite", configuration: GraphiteConfiguration, naming: GraphiteEncoder.Naming = .init(),
+        sanitizeNames: Bool, retryBufferBytes: Int, startupTime: Double
     ) {
+        self.name = name
+        self.naming = naming
         self.configuration = configuration
         self.sanitizeNames = sanitizeNames
         self.retryBufferBytes = retryBufferBytes
@@ -70,20 +74,32 @@ public final class GraphiteBackend: MetricsBackend {
     public var droppedPoints: Int { self.state.withLock { $0.droppedPoints } }
 
     public func status() -> [(name: String, value: Double)] {
-        let statistics = self.statistics
-        return [
+        let (statistics, queued, dropped) = self.state.withLock { ($0.statistics, $0.queuedBytes, $0.droppedPoints) }
+        var status: [(name: String, value: Double)] = [
             ("last_flush", statistics.lastFlush), ("last_exception", statistics.lastException),
             ("flush_time", statistics.flushTime), ("flush_length", statistics.flushLength),
         ]
+        // statsd has no retry buffer: its figures appear once there is something to say.
+        if queued > 0 || dropped > 0 {
+            status += [("queued_bytes", Double(queued)), ("dropped_points", Double(dropped))]
+        }
+        return status
+    }
+
+    /// Whether the last delivery succeeded, or a failed one is still buffered whole (for /readyz).
+    public var isHealthy: Bool {
+        self.state.withLock { $0.statistics.lastFlush >= $0.statistics.lastException || $0.droppedPoints == 0 }
     }
 
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
         guard let host = self.configuration.host else { return }  // statsd computes, and sends nothing
         let port = self.configuration.wireProtocol == .pickle ? self.configuration.picklePort : self.configuration.port
         let start = self.clock.now
+        var naming = self.naming
+        (naming.queuedBytes, naming.droppedPoints) = self.state.withLock { ($0.queuedBytes, $0.droppedPoints) }
         var encoder = GraphiteEncoder(
             data: data, configuration: self.configuration, sanitizeNames: self.sanitizeNames,
-            previous: self.statistics, now: { Self.milliseconds(since: start) })
+            previous: self.statistics, naming: naming, now: { Self.milliseconds(since: start) })
         let queued = self.state.withLock { state -> [GraphiteEncoder.Chunk] in
             defer {
                 state.queue = []
@@ -123,13 +139,13 @@ public final class GraphiteBackend: MetricsBackend {
                 if skipped > 0 {
                     logger.warning(
                         "Values that were NaN or infinite were left out of the flush",
-                        metadata: ["backend.name": "graphite", "flush.skipped": "\(skipped)"])
+                        metadata: ["backend.name": "\(self.name)", "flush.skipped": "\(skipped)"])
                 }
                 if !queued.isEmpty {
                     logger.info(
                         "Delivered flushes held back while Graphite was unreachable",
                         metadata: [
-                            "backend.name": "graphite", "flush.replayed_points": "\(queued.reduce(0) { $0 + $1.points })",
+                            "backend.name": "\(self.name)", "flush.replayed_points": "\(queued.reduce(0) { $0 + $1.points })",
                         ])
                 }
                 return
@@ -140,7 +156,7 @@ public final class GraphiteBackend: MetricsBackend {
                     if attempt == 1 {
                         logger.warning(
                             "Final flush to Graphite failed; retrying until the shutdown deadline",
-                            metadata: ["backend.name": "graphite", "error": "\(error)"])
+                            metadata: ["backend.name": "\(self.name)", "error": "\(error)"])
                     }
                     try? await Task.sleep(for: .milliseconds(200))
                     continue
@@ -156,14 +172,14 @@ public final class GraphiteBackend: MetricsBackend {
                     logger.error(
                         "Final flush could not be delivered to Graphite; datapoints are lost",
                         metadata: [
-                            "backend.name": "graphite", "graphite.host": "\(host):\(port)",
+                            "backend.name": "\(self.name)", "graphite.host": "\(host):\(port)",
                             "flush.lost_points": "\(queuedPoints + dropped)", "error": "\(error)",
                         ])
                 } else {
                     logger.warning(
                         "Graphite flush failed; keeping it for the next flush",
                         metadata: [
-                            "backend.name": "graphite", "graphite.host": "\(host):\(port)", "error": "\(error)",
+                            "backend.name": "\(self.name)", "graphite.host": "\(host):\(port)", "error": "\(error)",
                             "retry.queued_bytes": "\(queuedBytes)", "retry.dropped_points": "\(dropped)",
                         ])
                 }

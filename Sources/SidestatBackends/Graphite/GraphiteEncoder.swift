@@ -78,7 +78,11 @@ public struct GraphiteEncoder {
         static let rateName = 7
         static let countName = 8
         static let trailer = 9  // numStats, calculationtime, processing_time, 4 × graphiteStats
-        static let statistics = 16  // then ".<name>" for every timer statistic
+        static let linePrefix = 16  // before every name: Hosted Graphite's API key
+        static let instanceSegment = 17  // `web_1.` before each key (instance in the path)
+        static let instanceTag = 18  // `;instance=web.1` after each name (instance as a tag)
+        static let queued = 19  // graphiteStats.queued_bytes, graphiteStats.dropped_points
+        static let statistics = 21  // then ".<name>" for every timer statistic
 
         init(_ strings: [[UInt8]]) {
             let total = strings.reduce(0) { $0 + $1.count }
@@ -111,14 +115,33 @@ public struct GraphiteEncoder {
         }
     }
 
+    /// Where the daemon's instance name goes, and a prefix for every name (Hosted Graphite's API key).
+    public struct Naming: Sendable {
+        public var linePrefix = ""
+        public var instance: String? = nil
+        public var instanceAsTag = false
+        /// Retry-buffer figures to report (statsd has none: sent only when not 0).
+        public var queuedBytes = 0
+        public var droppedPoints = 0
+
+        public init(linePrefix: String = "", instance: String? = nil, instanceAsTag: Bool = false) {
+            self.linePrefix = linePrefix
+            self.instance = instance
+            self.instanceAsTag = instanceAsTag
+        }
+    }
+
+    let naming: Naming
+
     /// - Parameters:
     ///   - sanitizeNames: sanitize the name part of each key (statsd does when `keyNameSanitize` is off, since
     ///     ingest then stored the key raw).
     ///   - now: milliseconds on any clock, for `graphiteStats.calculationtime`.
     public init(
         data: FlushData, configuration: GraphiteConfiguration, sanitizeNames: Bool, previous: GraphiteStatistics,
-        chunkSize: Int = 256 * 1024, now: @escaping () -> Double
+        naming: Naming = Naming(), chunkSize: Int = 256 * 1024, now: @escaping () -> Double
     ) {
+        self.naming = naming
         self.data = data
         self.configuration = configuration
         self.sanitizeNames = sanitizeNames
@@ -133,7 +156,9 @@ public struct GraphiteEncoder {
             let kept = parts.filter { !$0.isEmpty }
             return kept.isEmpty ? [] : bytes(kept.joined(separator: ".") + ".")
         }
-        let ps = data.prefixStats
+        // Instance in the path: a segment before every key, and before prefixStats in statsd's own lines.
+        let pathInstance = naming.instanceAsTag ? nil : naming.instance.map(Self.pathSegment)
+        let ps = pathInstance.map { "\($0).\(data.prefixStats)" } ?? data.prefixStats
         let c = configuration
         var strings: [[UInt8]]
         let statsPrefix: String
@@ -165,6 +190,11 @@ public struct GraphiteEncoder {
         ] {
             strings.append(bytes(statsPrefix + name))
         }
+        strings.append(bytes(naming.linePrefix))
+        strings.append(pathInstance.map { bytes($0 + ".") } ?? [])
+        strings.append(naming.instanceAsTag ? naming.instance.map { bytes(";instance=" + $0) } ?? [] : [])
+        strings.append(bytes(statsPrefix + "graphiteStats.queued_bytes"))
+        strings.append(bytes(statsPrefix + "graphiteStats.dropped_points"))
         precondition(strings.count == Constants.statistics)
         for name in data.timerStatistics.statisticNames { strings.append(bytes("." + name)) }
         self.constants = Constants(strings)
@@ -297,6 +327,16 @@ public struct GraphiteEncoder {
         self.line(self.constant(t + 4), nil, nil, nil, self.previous.lastFlush)
         self.line(self.constant(t + 5), nil, nil, nil, self.previous.flushTime)
         self.line(self.constant(t + 6), nil, nil, nil, self.previous.flushLength)
+        if self.naming.queuedBytes > 0 || self.naming.droppedPoints > 0 {
+            self.line(self.constant(Constants.queued), nil, nil, nil, Double(self.naming.queuedBytes))
+            self.line(self.constant(Constants.queued + 1), nil, nil, nil, Double(self.naming.droppedPoints))
+        }
+    }
+
+    /// An instance name as one Graphite path segment: its dots become `_`, other unsafe characters go.
+    static func pathSegment(_ instance: String) -> String {
+        let replaced = String(instance.map { $0 == "." ? "_" : $0 })
+        return KeySanitizer.sanitize(replaced)
     }
 
     /// `<prefix><key's name part><name><subname><suffix><;tags> <value> <timestamp>`.
@@ -309,11 +349,13 @@ public struct GraphiteEncoder {
             self.skippedNonFinite += 1
             return
         }
-                if self.pickle { self.beginPickleItem() }
+        if self.pickle { self.beginPickleItem() }
         let nameStart = self.buffer.count
+        self.buffer.appendRaw(self.constant(Constants.linePrefix))
         self.buffer.appendRaw(prefix)
         var tags = UnsafeRawBufferPointer(start: nil, count: 0)
         if let key {
+            self.buffer.appendRaw(self.constant(Constants.instanceSegment))
             var split = 0
             while split < key.count, key[split] != UInt8(ascii: ";") { split += 1 }
             let namePart = UnsafeRawBufferPointer(rebasing: key[0..<split])
@@ -328,6 +370,7 @@ public struct GraphiteEncoder {
         if let subname { self.buffer.appendRaw(subname) }
         self.buffer.appendRaw(self.constant(Constants.suffix))
         self.buffer.appendRaw(tags)
+        self.buffer.appendRaw(self.constant(Constants.instanceTag))
         if self.pickle {
             self.escapePickleString(from: nameStart)
             self.endPickleItem(value)

@@ -11,7 +11,8 @@ final class CarbonCache: @unchecked Sendable {
     let directory: URL
     let linePort: Int
     let picklePort: Int
-    private let process = Process()
+    private var process = Process()
+    private let configPath: String
 
     init() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/carbon-cache") else {
@@ -53,13 +54,21 @@ final class CarbonCache: @unchecked Sendable {
         """.write(to: conf.appendingPathComponent("carbon.conf"), atomically: true, encoding: .utf8)
         try "[default]\npattern = .*\nretentions = 1s:1h\n".write(
             to: conf.appendingPathComponent("storage-schemas.conf"), atomically: true, encoding: .utf8)
-        self.process.executableURL = URL(fileURLWithPath: "/usr/bin/carbon-cache")
-        self.process.arguments = [
-            "--config=\(conf.path)/carbon.conf", "--nodaemon", "--pidfile=\(root)/carbon.pid", "--logfile=-", "start",
-        ]
+        self.configPath = conf.appendingPathComponent("carbon.conf").path
+        try self.start()
+    }
+
+    /// Starts carbon-cache (again, after `stop()`, on the same ports and whisper files) and waits for its receivers.
+    func start() throws {
+        self.process = Process()
+        let root = self.directory.path
+        (self.process.executableURL, self.process.arguments) = cleanSignalMask(
+            "/usr/bin/carbon-cache",
+            ["--config=\(self.configPath)", "--nodaemon", "--pidfile=\(root)/carbon.pid", "--logfile=-", "start"])
         let log = self.directory.appendingPathComponent("log/console.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
         self.process.standardOutput = handle
         self.process.standardError = handle
         try self.process.run()
@@ -75,6 +84,11 @@ final class CarbonCache: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.1)
         }
         throw TestFailure("carbon-cache did not start")
+    }
+
+    /// carbon-cache's own log (for failure messages).
+    var log: String {
+        (try? String(contentsOf: self.directory.appendingPathComponent("log/console.log"), encoding: .utf8)) ?? ""
     }
 
     /// Whisper's stored datapoints for `metric` (dotted name): (timestamp, value), None values left out.
@@ -109,7 +123,7 @@ final class CarbonCache: @unchecked Sendable {
         return self.fetch(metric)
     }
 
-    /// Stops carbon-cache: SIGINT (twistd ignores SIGTERM here), then SIGKILL if it lingers.
+    /// Stops carbon-cache: SIGINT (it writes its cache out first), then SIGKILL if it lingers.
     func stop() {
         guard self.process.isRunning else { return }
         self.process.interrupt()

@@ -48,6 +48,7 @@ final class SidestatProcess: @unchecked Sendable {
     private(set) var udpPort = 0
     private(set) var managementPort = 0
     private(set) var tcpPort = 0
+    private(set) var httpPort = 0
 
     /// Starts `sidestat` with `arguments` and waits for "server is up" (or exit).
     init(
@@ -57,7 +58,7 @@ final class SidestatProcess: @unchecked Sendable {
         self.directory = TestPaths.temporaryDirectory()
         if let workingDirectory { self.process.currentDirectoryURL = workingDirectory }
         self.outputFile = self.directory.appendingPathComponent("output.log")
-        FileManager.default.createFile(atPath: self.outputFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: self.outputFile.path, contents: nil)
         let handle = try FileHandle(forWritingTo: self.outputFile)
         self.process.executableURL = URL(fileURLWithPath: TestPaths.sidestat)
         self.process.arguments = arguments
@@ -92,6 +93,7 @@ final class SidestatProcess: @unchecked Sendable {
                     case "udp": self.udpPort = port
                     case "mgmt": self.managementPort = port
                     case "tcp": self.tcpPort = port
+                    case "http": self.httpPort = port
                     default: break
                     }
                 }

@@ -1,0 +1,81 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import CSidestat
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One HTTP request of a flush.
+public struct HTTPRequest: Sendable {
+    public var method = "POST"
+    public var url: String
+    public var headers: [String]
+    public var body: [UInt8]
+    /// `user:password` for basic authentication.
+    public var basicAuth: String?
+    /// The datapoints the request carries (for drop counts).
+    public var points: Int
+
+    public init(url: String, headers: [String], body: [UInt8], basicAuth: String? = nil, points: Int) {
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.basicAuth = basicAuth
+        self.points = points
+    }
+}
+
+/// HTTP and HTTPS through the system's libcurl, loaded on first use.
+///
+/// Why libcurl rather than a Swift client: async-http-client adds BoringSSL and minutes to every build, and
+/// FoundationNetworking (which is itself built on libcurl) links Foundation and ICU, about 15 MiB of resident memory
+/// in a daemon whose idle budget is 12 MiB. libcurl is on every machine that has FoundationNetworking (and on every
+/// Heroku stack); dlopen means Sidestat costs nothing until an HTTP upstream is configured. Requests block, so each
+/// runs on a thread of its own, never on the cooperative pool.
+public enum HTTPClient {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        /// The HTTP status, when there was a response; 0 for a connection or TLS failure.
+        public var status: Int
+        /// Whether sending the same request again may succeed (5xx, 429, no response).
+        public var retryable: Bool { self.status == 0 || self.status == 429 || self.status >= 500 }
+    }
+
+    /// Sends `request`; returns the 2xx status or throws a `Failure`.
+    public static func send(_ request: HTTPRequest, timeoutMilliseconds: Int) async throws(Failure) -> Int {
+        let outcome: (status: Int, error: String?) = await withCheckedContinuation { continuation in
+            let thread = ReaderThread(name: "sidestat-http") {
+                continuation.resume(returning: Self.perform(request, timeoutMilliseconds: timeoutMilliseconds))
+            }
+            thread.start()
+        }
+        if let error = outcome.error { throw Failure(description: error, status: outcome.status) }
+        guard (200..<300).contains(outcome.status) else {
+            throw Failure(description: "HTTP \(outcome.status) from \(request.url)", status: outcome.status)
+        }
+        return outcome.status
+    }
+
+    static func perform(_ request: HTTPRequest, timeoutMilliseconds: Int) -> (Int, String?) {
+        var status = 0
+        var error = [CChar](repeating: 0, count: 512)
+        let headers: [UnsafeMutablePointer<CChar>?] = request.headers.map { strdup($0) }
+        defer { for header in headers { free(header) } }
+        let constant: [UnsafePointer<CChar>?] = headers.map { $0.map { UnsafePointer($0) } }
+        let result: Int32 = constant.withUnsafeBufferPointer { headerPointers in
+            request.body.withUnsafeBytes { body in
+                sidestat_http_request(
+                    request.method, request.url, headerPointers.baseAddress, Int32(headerPointers.count),
+                    body.baseAddress, body.count, request.basicAuth, timeoutMilliseconds, &status, &error, error.count)
+            }
+        }
+        if result != 0 { return (0, String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+        return (status, nil)
+    }
+}

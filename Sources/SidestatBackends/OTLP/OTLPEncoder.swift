@@ -1,0 +1,204 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import SidestatAggregation
+import SidestatConfiguration
+
+/// OpenTelemetry's OTLP/HTTP (protobuf) `ExportMetricsServiceRequest`, with delta temporality: counters are sums of
+/// the interval, gauges and set sizes are gauges, and timers are exponential histograms, so that percentiles from
+/// many dynos merge correctly in any OTLP store. The resource carries `service.name` and `service.instance.id`
+/// (the instance name); a key's tags become data point attributes.
+public enum OTLPEncoder {
+    public static let metricsPerRequest = 10_000
+    /// The most buckets an exponential histogram gets (the OpenTelemetry SDKs' default).
+    public static let maximumBuckets = 160
+
+    public static func requests(_ data: FlushData, configuration: OTLPConfiguration, instance: String) -> [HTTPRequest] {
+        let snapshot = data.snapshot
+        let end = UInt64(data.timestamp) * 1_000_000_000
+        let start = end - UInt64(data.flushIntervalMilliseconds) * 1_000_000
+        var metrics: [[UInt8]] = []
+        for counter in snapshot.counters where counter.value.isFinite {
+            let name = MetricName(snapshot.string(counter.key))
+            var sum = Protobuf()
+            sum.message(1, Self.numberPoint(name.tags, start, end, counter.value))
+            sum.varint(2, 1)  // AGGREGATION_TEMPORALITY_DELTA
+            sum.varint(3, counter.value >= 0 ? 1 : 0)  // is_monotonic
+            metrics.append(Self.metric(name.name, unit: "", field: 7, sum.bytes))
+        }
+        for gauge in snapshot.gauges where gauge.value.isFinite {
+            let name = MetricName(snapshot.string(gauge.key))
+            var body = Protobuf()
+            body.message(1, Self.numberPoint(name.tags, start, end, gauge.value))
+            metrics.append(Self.metric(name.name, unit: "", field: 5, body.bytes))
+        }
+        for set in snapshot.sets {
+            let name = MetricName(snapshot.string(set.key))
+            var body = Protobuf()
+            body.message(1, Self.numberPoint(name.tags, start, end, Double(set.members.count)))
+            metrics.append(Self.metric(name.name, unit: "", field: 5, body.bytes))
+        }
+        snapshot.timerSamples.withUnsafeBufferPointer { all in
+            for timer in snapshot.timers {
+                let name = MetricName(snapshot.string(timer.key))
+                let samples = UnsafeBufferPointer(rebasing: all[timer.samples])
+                guard let point = Self.histogramPoint(name.tags, start, end, samples) else { continue }
+                var body = Protobuf()
+                body.message(1, point)
+                body.varint(2, 1)  // delta
+                metrics.append(Self.metric(name.name, unit: "ms", field: 10, body.bytes))
+            }
+        }
+        var requests: [HTTPRequest] = []
+        var index = 0
+        repeat {
+            let batch = metrics[index..<min(index + Self.metricsPerRequest, metrics.count)]
+            var scope = Protobuf()
+            var scopeInfo = Protobuf()
+            scopeInfo.string(1, "sidestat")
+            scope.message(1, scopeInfo.bytes)
+            for metric in batch { scope.message(2, metric) }
+            var resource = Protobuf()
+            resource.message(1, Self.attribute("service.name", configuration.serviceName))
+            resource.message(1, Self.attribute("service.instance.id", instance))
+            var resourceMetrics = Protobuf()
+            resourceMetrics.message(1, resource.bytes)
+            resourceMetrics.message(2, scope.bytes)
+            var request = Protobuf()
+            request.message(1, resourceMetrics.bytes)
+            requests.append(
+                HTTPRequest(
+                    url: configuration.endpoint + "/v1/metrics",
+                    headers: ["Content-Type: application/x-protobuf"] + configuration.headers, body: request.bytes,
+                    points: batch.count))
+            index += Self.metricsPerRequest
+        } while index < metrics.count
+        return requests
+    }
+
+    static func metric(_ name: String, unit: String, field: Int, _ data: [UInt8]) -> [UInt8] {
+        var metric = Protobuf()
+        metric.string(1, name)
+        if !unit.isEmpty { metric.string(3, unit) }
+        metric.message(field, data)
+        return metric.bytes
+    }
+
+    static func attribute(_ key: String, _ value: String) -> [UInt8] {
+        var any = Protobuf()
+        any.string(1, value)
+        var keyValue = Protobuf()
+        keyValue.string(1, key)
+        keyValue.message(2, any.bytes)
+        return keyValue.bytes
+    }
+
+    static func numberPoint(_ tags: [(key: String, value: String)], _ start: UInt64, _ end: UInt64, _ value: Double) -> [UInt8] {
+        var point = Protobuf()
+        point.fixed64(2, start)
+        point.fixed64(3, end)
+        point.double(4, value)
+        for tag in tags { point.message(7, Self.attribute(tag.key, tag.value)) }
+        return point.bytes
+    }
+
+    /// The bucket of `value` at `scale`: bucket `i` holds (base^i, base^(i+1)], base = 2^(2^-scale).
+    public static func bucketIndex(_ value: Double, scale: Int) -> Int {
+        Int((log2(value) * exp2(Double(scale))).rounded(.up)) - 1
+    }
+
+    /// An exponential histogram of sorted samples; nil when there is none.
+    static func histogramPoint(
+        _ tags: [(key: String, value: String)], _ start: UInt64, _ end: UInt64, _ samples: UnsafeBufferPointer<Double>
+    ) -> [UInt8]? {
+        guard !samples.isEmpty, samples.allSatisfy({ $0.isFinite && $0 >= 0 }) else { return nil }
+        let positive = samples.filter { $0 > 0 }
+        var scale = 20
+        var offset = 0
+        var counts: [UInt64] = []
+        if let smallest = positive.first, let largest = positive.last {
+            while scale > -10
+                && Self.bucketIndex(largest, scale: scale) - Self.bucketIndex(smallest, scale: scale) + 1 > Self.maximumBuckets
+            {
+                scale -= 1
+            }
+            offset = Self.bucketIndex(smallest, scale: scale)
+            counts = [UInt64](repeating: 0, count: Self.bucketIndex(largest, scale: scale) - offset + 1)
+            for value in positive {
+                let index = min(max(Self.bucketIndex(value, scale: scale) - offset, 0), counts.count - 1)
+                counts[index] += 1
+            }
+        }
+        var point = Protobuf()
+        for tag in tags { point.message(1, Self.attribute(tag.key, tag.value)) }
+        point.fixed64(2, start)
+        point.fixed64(3, end)
+        point.fixed64(4, UInt64(samples.count))
+        point.double(5, samples.reduce(0, +))
+        point.sint32(6, scale)
+        point.fixed64(7, UInt64(samples.count - positive.count))
+        var buckets = Protobuf()
+        buckets.sint32(1, offset)
+        buckets.packedUInt64(2, counts)
+        point.message(8, buckets.bytes)
+        point.double(12, samples.first!)
+        point.double(13, samples.last!)
+        return point.bytes
+    }
+}
+
+/// Just enough of the protobuf wire format for OTLP.
+struct Protobuf {
+    var bytes: [UInt8] = []
+
+    mutating func rawVarint(_ value: UInt64) {
+        var value = value
+        while value >= 0x80 {
+            self.bytes.append(UInt8(value & 0x7F) | 0x80)
+            value >>= 7
+        }
+        self.bytes.append(UInt8(value))
+    }
+
+    mutating func tag(_ field: Int, _ wireType: UInt64) { self.rawVarint(UInt64(field) << 3 | wireType) }
+
+    mutating func varint(_ field: Int, _ value: UInt64) {
+        self.tag(field, 0)
+        self.rawVarint(value)
+    }
+
+    mutating func sint32(_ field: Int, _ value: Int) {
+        let v = Int32(value)
+        self.varint(field, UInt64(UInt32(bitPattern: (v << 1) ^ (v >> 31))))
+    }
+
+    mutating func fixed64(_ field: Int, _ value: UInt64) {
+        self.tag(field, 1)
+        for shift in stride(from: 0, to: 64, by: 8) { self.bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    }
+
+    mutating func double(_ field: Int, _ value: Double) { self.fixed64(field, value.bitPattern) }
+
+    mutating func lengthDelimited(_ field: Int, _ data: [UInt8]) {
+        self.tag(field, 2)
+        self.rawVarint(UInt64(data.count))
+        self.bytes += data
+    }
+
+    mutating func string(_ field: Int, _ text: String) { self.lengthDelimited(field, Array(text.utf8)) }
+
+    mutating func message(_ field: Int, _ data: [UInt8]) { self.lengthDelimited(field, data) }
+
+    mutating func packedUInt64(_ field: Int, _ values: [UInt64]) {
+        var packed = Protobuf()
+        for value in values { packed.rawVarint(value) }
+        self.lengthDelimited(field, packed.bytes)
+    }
+}

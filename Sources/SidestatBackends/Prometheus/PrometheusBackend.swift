@@ -1,0 +1,184 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import SidestatAggregation
+import SidestatProtocol
+import Synchronization
+
+/// The Prometheus backend: what each flush brings is folded into series that `/metrics` serves in the text
+/// exposition format. Counters are monotonic totals across flushes (`<name>_total`), gauges and set sizes are
+/// gauges, and timers are histograms in seconds (`<name>_seconds`, with the configured buckets). Every series
+/// carries the instance name as the `sidestat_instance` label (not `instance`, which Prometheus sets itself on
+/// scrape) and a key's tags as labels.
+public final class PrometheusBackend: MetricsBackend {
+    public let name = "prometheus"
+    let buckets: [Double]
+    let instance: String
+
+    enum Kind: String {
+        case counter
+        case gauge
+        case histogram
+    }
+
+    struct Histogram {
+        var counts: [UInt64]  // per bucket, not cumulative; the last is +Inf
+        var sum: Double = 0
+        var count: UInt64 = 0
+    }
+
+    struct State {
+        var kinds: [String: Kind] = [:]
+        var values: [String: [String: Double]] = [:]  // family → labels → value
+        var histograms: [String: [String: Histogram]] = [:]
+        var conflicts: Set<String> = []
+        var lastFlush: Double
+    }
+
+    let state: Mutex<State>
+
+    public init(buckets: [Double], instance: String, startupTime: Double) {
+        self.buckets = buckets
+        self.instance = instance
+        self.state = Mutex(State(lastFlush: startupTime))
+    }
+
+    public func status() -> [(name: String, value: Double)] {
+        let (lastFlush, series) = self.state.withLock { state in
+            (state.lastFlush, state.values.values.reduce(0) { $0 + $1.count } + state.histograms.values.reduce(0) { $0 + $1.count })
+        }
+        return [("last_flush", lastFlush), ("series", Double(series))]
+    }
+
+    public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
+        let snapshot = data.snapshot
+        var conflicts: [String] = []
+        self.state.withLock { state in
+            func register(_ name: String, _ kind: Kind) -> Bool {
+                if let existing = state.kinds[name] {
+                    if existing == kind { return true }
+                    if state.conflicts.insert(name).inserted { conflicts.append(name) }
+                    return false
+                }
+                state.kinds[name] = kind
+                return true
+            }
+            for counter in snapshot.counters where counter.value.isFinite {
+                let (name, labels) = self.series(snapshot.string(counter.key))
+                let family = name + "_total"
+                guard register(family, .counter) else { continue }
+                state.values[family, default: [:]][labels, default: 0] += counter.value
+            }
+            for gauge in snapshot.gauges where gauge.value.isFinite {
+                let (name, labels) = self.series(snapshot.string(gauge.key))
+                guard register(name, .gauge) else { continue }
+                state.values[name, default: [:]][labels] = gauge.value
+            }
+            for set in snapshot.sets {
+                let (name, labels) = self.series(snapshot.string(set.key))
+                guard register(name, .gauge) else { continue }
+                state.values[name, default: [:]][labels] = Double(set.members.count)
+            }
+            for timer in snapshot.timers {
+                let (name, labels) = self.series(snapshot.string(timer.key))
+                let family = name + "_seconds"
+                guard register(family, .histogram) else { continue }
+                var histogram = state.histograms[family]?[labels] ?? Histogram(counts: [UInt64](repeating: 0, count: self.buckets.count + 1))
+                for value in snapshot.timerSamples[timer.samples] where value.isFinite {
+                    let seconds = value / 1000
+                    let index = self.buckets.firstIndex { seconds <= $0 } ?? self.buckets.count
+                    histogram.counts[index] += 1
+                    histogram.sum += seconds
+                    histogram.count += 1
+                }
+                state.histograms[family, default: [:]][labels] = histogram
+            }
+            state.lastFlush = Double(data.timestamp)
+        }
+        for name in conflicts {
+            logger.warning(
+                "A key is used as two statsd types; Prometheus keeps the first",
+                metadata: ["backend.name": "prometheus", "metric": "\(name)"])
+        }
+    }
+
+    /// The metric name and rendered labels (`{a="b",sidestat_instance="web.1"}`) of a statsd key.
+    func series(_ key: String) -> (String, String) {
+        let metric = MetricName(key)
+        var labels = metric.tags.map { (Self.labelName($0.key), $0.value) }.filter { !$0.0.hasPrefix("__") }
+        labels.append(("sidestat_instance", self.instance))
+        let rendered = labels.sorted { $0.0 < $1.0 }.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",")
+        return (Self.metricName(metric.name), rendered)
+    }
+
+    /// `[a-zA-Z_:][a-zA-Z0-9_:]*`: anything else becomes `_`.
+    static func metricName(_ text: String) -> String {
+        var name = String(text.unicodeScalars.map { scalar -> Character in
+            let allowed = ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
+                || scalar == "_" || scalar == ":"
+            return allowed ? Character(scalar) : "_"
+        })
+        if name.isEmpty || name.first!.isNumber { name = "_" + name }
+        return name
+    }
+
+    static func labelName(_ text: String) -> String {
+        self.metricName(text).replacingColons()
+    }
+
+    static func escape(_ value: String) -> String {
+        var out = ""
+        for character in value {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func number(_ value: Double) -> String {
+        if value.isNaN { return "NaN" }
+        if value.isInfinite { return value > 0 ? "+Inf" : "-Inf" }
+        return JSNumber.string(value)
+    }
+
+    /// The text exposition format (version 0.0.4).
+    public func render() -> String {
+        self.state.withLock { state in
+            var out = ""
+            for family in state.kinds.keys.sorted() {
+                let kind = state.kinds[family]!
+                out += "# HELP \(family) statsd \(kind == .histogram ? "timer" : kind.rawValue), from Sidestat\n"
+                out += "# TYPE \(family) \(kind.rawValue)\n"
+                if kind == .histogram {
+                    for (labels, histogram) in (state.histograms[family] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                        let prefix = labels.isEmpty ? "" : labels + ","
+                        var cumulative: UInt64 = 0
+                        for (index, bound) in self.buckets.enumerated() {
+                            cumulative += histogram.counts[index]
+                            out += "\(family)_bucket{\(prefix)le=\"\(Self.number(bound))\"} \(cumulative)\n"
+                        }
+                        out += "\(family)_bucket{\(prefix)le=\"+Inf\"} \(histogram.count)\n"
+                        out += "\(family)_sum{\(labels)} \(Self.number(histogram.sum))\n"
+                        out += "\(family)_count{\(labels)} \(histogram.count)\n"
+                    }
+                } else {
+                    for (labels, value) in (state.values[family] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                        out += "\(family){\(labels)} \(Self.number(value))\n"
+                    }
+                }
+            }
+            return out
+        }
+    }
+}
+
+extension String {
+    func replacingColons() -> String { String(self.map { $0 == ":" ? "_" : $0 }) }
+}

@@ -1,0 +1,276 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Foundation
+
+/// A minimal HTTP/1.0 client over a loopback socket, for the tests: one request, the whole response.
+enum HTTP {
+    struct Response {
+        var status: Int
+        var body: String
+        var headers: [String: String]
+    }
+
+    static func request(
+        _ method: String, port: Int, path: String, body: String = "", headers: [String] = [], timeout: Double = 10
+    ) throws -> Response {
+        let fd = try Send.connect(port: port)
+        defer { close(fd) }
+        var timeoutValue = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeoutValue, socklen_t(MemoryLayout<timeval>.size))
+        var head = "\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1:\(port)\r\n"
+        for header in headers { head += header + "\r\n" }
+        head += "Content-Length: \(body.utf8.count)\r\n\r\n"
+        let bytes = Array((head + body).utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes[sent...].withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { throw TestFailure("send failed") }
+            sent += count
+        }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received += buffer[0..<count]
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n") else { throw TestFailure("no HTTP response: \(text)") }
+        let lines = text[..<split.lowerBound].split(separator: "\r\n")
+        guard let statusLine = lines.first, statusLine.split(separator: " ").count >= 2,
+            let status = Int(statusLine.split(separator: " ")[1])
+        else { throw TestFailure("bad status line: \(text)") }
+        var responseHeaders: [String: String] = [:]
+        for line in lines.dropFirst() {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 {
+                responseHeaders[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return Response(status: status, body: String(text[split.upperBound...]), headers: responseHeaders)
+    }
+
+    static func get(port: Int, path: String) throws -> Response { try request("GET", port: port, path: path) }
+
+    /// Percent-encoding for a query parameter.
+    static func encode(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
+    }
+
+    static func json(_ text: String) -> Any? { try? JSONSerialization.jsonObject(with: Data(text.utf8)) }
+}
+
+/// Foundation's `Process` starts a child with the signal mask of the thread that calls `run()`, and the test
+/// runner's threads block SIGTERM and SIGINT: a server started that way cannot be stopped gracefully (and loses
+/// what it has not written yet when it is killed). This runs `executable` through a tiny exec wrapper that clears
+/// the mask first.
+func cleanSignalMask(_ executable: String, _ arguments: [String]) -> (URL, [String]) {
+    let wrapper = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])"
+    return (URL(fileURLWithPath: "/usr/bin/python3"), ["-c", wrapper, executable] + arguments)
+}
+
+/// A child server for the tests, its output in a log file, stopped (SIGTERM, then SIGKILL) when released.
+class ChildServer: @unchecked Sendable {
+    let directory = TestPaths.temporaryDirectory()
+    let process = Process()
+    private(set) var name = ""
+
+    func launch(_ executable: String, _ arguments: [String]) throws {
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw TestFailure("\(executable) is not installed: run scripts/test, which installs it")
+        }
+        let log = self.directory.appendingPathComponent("server.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        self.name = executable
+        (self.process.executableURL, self.process.arguments) = cleanSignalMask(executable, arguments)
+        self.process.standardOutput = handle
+        self.process.standardError = handle
+        self.process.standardInput = FileHandle.nullDevice
+        try self.process.run()
+    }
+
+    var log: String {
+        (try? String(contentsOf: self.directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
+    }
+
+    /// Waits until `port` answers `path` with a 2xx status.
+    func waitForHTTP(port: Int, path: String, timeout: Double = 30) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let response = try? HTTP.get(port: port, path: path), (200..<300).contains(response.status) { return }
+            if !self.process.isRunning { throw TestFailure("\(self.name) exited:\n\(self.log)") }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw TestFailure("\(self.name) did not answer \(path):\n\(self.log)")
+    }
+
+    func stop() {
+        guard self.process.isRunning else { return }
+        self.process.terminate()
+        let deadline = Date().addingTimeInterval(10)
+        while self.process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+        self.process.waitUntilExit()
+    }
+
+    deinit { self.stop() }
+}
+
+/// A real InfluxDB 1.x (Debian's `influxdb`) on loopback, its data in a temporary directory.
+final class InfluxDB: ChildServer, @unchecked Sendable {
+    let port = freePort()
+
+    override init() {
+        super.init()
+    }
+
+    func start() throws {
+        let root = self.directory.path
+        let config = self.directory.appendingPathComponent("influxdb.conf")
+        try """
+        reporting-disabled = true
+        bind-address = "127.0.0.1:\(freePort())"
+        [meta]
+          dir = "\(root)/meta"
+        [data]
+          dir = "\(root)/data"
+          wal-dir = "\(root)/wal"
+          query-log-enabled = false
+        [http]
+          bind-address = "127.0.0.1:\(self.port)"
+          log-enabled = false
+        [monitor]
+          store-enabled = false
+
+        """.write(to: config, atomically: true, encoding: .utf8)
+        try self.launch("/usr/bin/influxd", ["-config", config.path])
+        try self.waitForHTTP(port: self.port, path: "/ping")
+    }
+
+    @discardableResult
+    func query(_ q: String, database: String? = nil, method: String = "GET") throws -> Any? {
+        var path = "/query?q=\(HTTP.encode(q))"
+        if let database { path += "&db=\(HTTP.encode(database))" }
+        let response = try HTTP.request(method, port: self.port, path: path)
+        guard response.status == 200 else { throw TestFailure("InfluxDB query failed: \(response.status) \(response.body)") }
+        return HTTP.json(response.body)
+    }
+
+    /// The rows of a SELECT, as [column: value] dictionaries.
+    func rows(_ q: String, database: String) throws -> [[String: Any]] {
+        guard let result = try self.query(q, database: database) as? [String: Any],
+            let results = result["results"] as? [[String: Any]]
+        else { return [] }
+        var rows: [[String: Any]] = []
+        for statement in results {
+            for series in statement["series"] as? [[String: Any]] ?? [] {
+                let columns = series["columns"] as? [String] ?? []
+                for values in series["values"] as? [[Any]] ?? [] {
+                    rows.append(Dictionary(uniqueKeysWithValues: zip(columns, values)))
+                }
+            }
+        }
+        return rows
+    }
+}
+
+/// A real Prometheus (Debian's `prometheus`) on loopback, scraping `target` every second.
+final class Prometheus: ChildServer, @unchecked Sendable {
+    let port = freePort()
+
+    func start(scraping target: Int) throws {
+        let config = self.directory.appendingPathComponent("prometheus.yml")
+        try """
+        global:
+          scrape_interval: 1s
+          evaluation_interval: 1s
+        scrape_configs:
+          - job_name: sidestat
+            metrics_path: /metrics
+            static_configs:
+              - targets: ["127.0.0.1:\(target)"]
+
+        """.write(to: config, atomically: true, encoding: .utf8)
+        try self.launch(
+            "/usr/bin/prometheus",
+            [
+                "--config.file=\(config.path)", "--storage.tsdb.path=\(self.directory.path)/data",
+                "--web.listen-address=127.0.0.1:\(self.port)",
+            ])
+        try self.waitForHTTP(port: self.port, path: "/-/ready")
+    }
+
+    /// An instant query's samples: (labels, value).
+    func query(_ q: String) throws -> [([String: String], Double)] {
+        let response = try HTTP.get(port: self.port, path: "/api/v1/query?query=\(HTTP.encode(q))")
+        guard let object = HTTP.json(response.body) as? [String: Any], let data = object["data"] as? [String: Any],
+            let result = data["result"] as? [[String: Any]]
+        else { throw TestFailure("Prometheus query failed: \(response.body)") }
+        return result.compactMap { sample in
+            guard let labels = sample["metric"] as? [String: String], let value = sample["value"] as? [Any],
+                value.count == 2, let text = value[1] as? String, let number = Double(text)
+            else { return nil }
+            return (labels, number)
+        }
+    }
+
+    /// Waits until `q` returns a sample that satisfies `predicate`.
+    func waitFor(_ q: String, timeout: Double = 30, _ predicate: ([String: String], Double) -> Bool) throws
+        -> [([String: String], Double)]
+    {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: [([String: String], Double)] = []
+        while Date() < deadline {
+            last = try self.query(q)
+            if last.contains(where: predicate) { return last }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        return last
+    }
+}
+
+/// `http_capture.py`: a loopback HTTP endpoint that records every request (and decodes OTLP with PyPI's
+/// opentelemetry-proto), for the upstreams that cannot run here.
+final class HTTPCapture: ChildServer, @unchecked Sendable {
+    let port = freePort()
+    var output: URL { self.directory.appendingPathComponent("requests.jsonl") }
+
+    func start(otlp: Bool = false, status: Int = 200) throws {
+        let python = otlp ? TestPaths.venvPython("otlp") : "/usr/bin/python3"
+        let script = TestPaths.packageRoot.appendingPathComponent("Tests/SidestatServerTests/Support/http_capture.py")
+        var arguments = [script.path, String(self.port), self.output.path]
+        if otlp { arguments.append("--otlp") }
+        arguments += ["--status", String(status)]
+        try self.launch(python, arguments)
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let fd = try? Send.connect(port: self.port) {
+                close(fd)
+                return
+            }
+            if !self.process.isRunning { throw TestFailure("http_capture.py exited:\n\(self.log)") }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw TestFailure("http_capture.py did not start:\n\(self.log)")
+    }
+
+    /// Every request recorded so far.
+    var requests: [[String: Any]] {
+        let text = (try? String(contentsOf: self.output, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { HTTP.json(String($0)) as? [String: Any] }
+    }
+
+    /// Waits until a recorded request satisfies `predicate`.
+    func waitFor(timeout: Double = 15, _ predicate: ([String: Any]) -> Bool) -> [String: Any]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let request = self.requests.first(where: predicate) { return request }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return nil
+    }
+}
