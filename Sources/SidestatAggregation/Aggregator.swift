@@ -44,7 +44,7 @@ public final class IngestShard: Sendable {
             let badBefore = store.badLinesSeen
             try body { datagram in
                 store.packetsReceived += 1
-                parser.parse(datagram, into: &store)
+                store.ingest(datagram, parser: parser)
             }
             var report = BatchReport()
             report.badLines = store.badLinesSeen - badBefore

@@ -3,6 +3,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatProtocol
+
 /// Where a key's bytes live inside an arena.
 public struct ByteRange: Sendable, Hashable {
     public var offset: UInt32
@@ -26,7 +28,9 @@ public struct ByteKeyTable<Value> {
     // Sendable when its values are: see the extension below.
     public struct Entry {
         public var key: ByteRange
-        public var hash: UInt32
+        /// The key's first 16 bytes (`ScannedKey.prefix0` and `prefix1`): most keys compare without the arena.
+        var prefix0: UInt64
+        var prefix1: UInt64
         public var value: Value
     }
 
@@ -43,82 +47,67 @@ public struct ByteKeyTable<Value> {
     public var count: Int { self.entries.count }
     public var isEmpty: Bool { self.entries.isEmpty }
 
-    /// Up to 8 bytes at `base + offset`, little-endian, zero-filled past `count`. Reads a whole word when it stays
-    /// inside one memory page (so it cannot fault) and masks what lies beyond.
-    @inline(__always)
-    static func partialWord(_ base: UnsafeRawPointer, _ offset: Int, _ count: Int) -> UInt64 {
-        if count <= 0 { return 0 }
-        let address = base + offset
-        if UInt(bitPattern: address) & 4095 <= 4088 {
-            let word = address.loadUnaligned(as: UInt64.self)
-            return count >= 8 ? word : word & ((1 &<< UInt64(count &* 8)) &- 1)
-        }
-        var word: UInt64 = 0
-        for index in 0..<min(count, 8) {
-            word |= UInt64(address.load(fromByteOffset: index, as: UInt8.self)) &<< UInt64(index &* 8)
-        }
-        return word
-    }
-
-    /// Hashes a byte string: 64-bit multiply-mix over 8-byte words, then a short avalanche.
+    /// Hashes a byte string (`ByteScan.hashKey`, which the parser also computes while it reads a key).
     @inline(__always)
     public static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
-        let count = key.count
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(count)
-        guard let base = key.baseAddress else { return h }
-        var index = 0
-        while index &+ 8 <= count {
-            h = (h ^ base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
-            h = (h &<< 31) | (h &>> 33)
-            index &+= 8
-        }
-        if index < count {
-            h = (h ^ Self.partialWord(base, index, count &- index)) &* 0x94D0_49BB_1331_11EB
-        }
-        h ^= h &>> 32
-        h = h &* 0xFF51_AFD7_ED55_8CCD
-        h ^= h &>> 29
-        return h
+        ByteScan.hashKey(key)
     }
 
     /// The index of `key`'s entry, if present.
     public func find(_ key: UnsafeRawBufferPointer) -> Int? {
-        self.find(key, hash: Self.hash(key))
+        self.find(ScannedKey(key))
     }
 
+    /// The index of `key`'s entry, if present.
     @inline(__always)
-    func find(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Int? {
-        guard !self.slots.isEmpty else { return nil }
-        let tag = hash &<< 32
-        var slot = Int(truncatingIfNeeded: hash) & self.mask
+    public func find(_ key: ScannedKey) -> Int? {
+        let mask = self.mask
         return self.slots.withUnsafeBufferPointer { slots in
             self.entries.withUnsafeBufferPointer { entries in
                 self.arena.withUnsafeBytes { arena in
-                    while true {
-                        let stored = slots[slot]
-                        if stored == 0 { return nil }
-                        if stored & 0xFFFF_FFFF_0000_0000 == tag {
-                            let index = Int(truncatingIfNeeded: stored & 0xFFFF_FFFF) &- 1
-                            if Int(entries[index].key.length) == key.count,
-                                Self.equal(arena, entries[index].key, key)
-                            {
-                                return index
-                            }
-                        }
-                        slot = (slot &+ 1) & self.mask
-                    }
+                    Self.probe(
+                        key, slots: slots.isEmpty ? nil : slots.baseAddress, mask: mask, entries: entries.baseAddress,
+                        arena: arena.baseAddress)
                 }
             }
         }
     }
 
+    /// Linear probing for `key`: the index of its entry, if present.
     @inline(__always)
-    static func equal(_ arena: UnsafeRawBufferPointer, _ range: ByteRange, _ key: UnsafeRawBufferPointer) -> Bool {
+    static func probe(
+        _ key: ScannedKey, slots: UnsafePointer<UInt64>?, mask: Int, entries: UnsafePointer<Entry>?,
+        arena: UnsafeRawPointer?
+    ) -> Int? {
+        // An empty table has no slots (nil) and a mask of 0; every other has 16 or more slots, some of them empty.
+        guard let slots, let entries else { return nil }
+        let tag = key.hash &<< 32
+        let count = key.bytes.count
+        var slot = Int(truncatingIfNeeded: key.hash) & mask
+        while true {
+            let stored = slots[slot]
+            if stored == 0 { return nil }
+            if stored & 0xFFFF_FFFF_0000_0000 == tag {
+                let index = Int(truncatingIfNeeded: stored & 0xFFFF_FFFF) &- 1
+                let entry = entries + index
+                if Int(entry.pointee.key.length) == count, entry.pointee.prefix0 == key.prefix0,
+                    entry.pointee.prefix1 == key.prefix1,
+                    count <= 16 || Self.restEqual(arena.unsafelyUnwrapped + Int(entry.pointee.key.offset), key.bytes)
+                {
+                    return index
+                }
+            }
+            slot = (slot &+ 1) & mask
+        }
+    }
+
+    /// Compares the bytes after the first 16 of a stored key with `key`'s (of the same length), eight at a time.
+    /// Stored keys are zero-padded to a whole number of words in the arena, so only the probe's last word needs care.
+    @inline(never)
+    static func restEqual(_ stored: UnsafeRawPointer, _ key: UnsafeRawBufferPointer) -> Bool {
         let count = key.count
-        if count == 0 { return true }
-        let stored = arena.baseAddress! + Int(range.offset)
         let probe = key.baseAddress!
-        var index = 0
+        var index = 16
         while index &+ 8 <= count {
             if stored.loadUnaligned(fromByteOffset: index, as: UInt64.self)
                 != probe.loadUnaligned(fromByteOffset: index, as: UInt64.self)
@@ -128,28 +117,71 @@ public struct ByteKeyTable<Value> {
             index &+= 8
         }
         return index == count
-            || Self.partialWord(stored, index, count &- index) == Self.partialWord(probe, index, count &- index)
+            || stored.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                == ByteScan.word(probe, at: index, end: count)
+    }
+
+    /// Lookups with in-place updates of values, and no insertion: the ingest hot path's view of a table.
+    public struct Lookup {
+        let slots: UnsafePointer<UInt64>?
+        let mask: Int
+        let entries: UnsafeMutablePointer<Entry>?
+        let arena: UnsafeRawPointer?
+
+        /// The entry for `key` (its `value` may be changed in place), if the table holds it.
+        @inline(__always)
+        public func entry(for key: ScannedKey) -> UnsafeMutablePointer<Entry>? {
+            guard
+                let index = ByteKeyTable.probe(
+                    key, slots: self.slots, mask: self.mask, entries: UnsafePointer(self.entries), arena: self.arena)
+            else { return nil }
+            return self.entries.unsafelyUnwrapped + index
+        }
+    }
+
+    /// Calls `body` with a `Lookup` of this table, valid only during the call.
+    @inline(__always)
+    public mutating func withLookup<R>(_ body: (Lookup) throws -> R) rethrows -> R {
+        let mask = self.mask
+        return try self.slots.withUnsafeBufferPointer { slots in
+            try self.arena.withUnsafeBytes { arena in
+                try self.entries.withUnsafeMutableBufferPointer { entries in
+                    try body(
+                        Lookup(
+                            slots: slots.isEmpty ? nil : slots.baseAddress, mask: mask, entries: entries.baseAddress,
+                            arena: arena.baseAddress))
+                }
+            }
+        }
     }
 
     /// The index of `key`'s entry, inserting one made by `makeValue` when the key is new.
     public mutating func findOrInsert(_ key: UnsafeRawBufferPointer, _ makeValue: () -> Value) -> Int {
-        let hash = Self.hash(key)
-        if let index = self.find(key, hash: hash) { return index }
-        return self.insertNew(key, hash: hash, value: makeValue())
+        let scanned = ScannedKey(key)
+        if let index = self.find(scanned) { return index }
+        return self.insertNew(scanned, value: makeValue())
     }
 
-    mutating func insertNew(_ key: UnsafeRawBufferPointer, hash: UInt64, value: Value) -> Int {
+    mutating func insertNew(_ key: ScannedKey, value: Value) -> Int {
         if (self.entries.count + 1) * 2 > self.slots.count {
             self.grow()
         }
         let offset = UInt32(self.arena.count)
-        self.arena.append(contentsOf: key)
+        Self.appendPadded(key.bytes, to: &self.arena)
         let index = self.entries.count
         self.entries.append(
-            Entry(key: ByteRange(offset: offset, length: UInt32(key.count)), hash: UInt32(truncatingIfNeeded: hash),
-                value: value))
-        self.place(index: index, hash: hash)
+            Entry(
+                key: ByteRange(offset: offset, length: UInt32(key.bytes.count)), prefix0: key.prefix0,
+                prefix1: key.prefix1, value: value))
+        self.place(index: index, hash: key.hash)
         return index
+    }
+
+    /// Appends a key and zeros up to the next multiple of 8 bytes (keys start on word boundaries).
+    static func appendPadded(_ key: UnsafeRawBufferPointer, to arena: inout [UInt8]) {
+        arena.append(contentsOf: key)
+        let padding = (8 &- key.count & 7) & 7
+        if padding > 0 { arena.append(contentsOf: repeatElement(0, count: padding)) }
     }
 
     private mutating func place(index: Int, hash: UInt64) {
@@ -178,8 +210,8 @@ public struct ByteKeyTable<Value> {
     public mutating func update(
         _ key: UnsafeRawBufferPointer, initial: @autoclosure () -> Value, _ body: (inout Value) -> Void
     ) {
-        let hash = Self.hash(key)
-        let index = self.find(key, hash: hash) ?? self.insertNew(key, hash: hash, value: initial())
+        let scanned = ScannedKey(key)
+        let index = self.find(scanned) ?? self.insertNew(scanned, value: initial())
         self.entries.withUnsafeMutableBufferPointer { body(&$0[index].value) }
     }
 
@@ -219,11 +251,13 @@ public struct ByteKeyTable<Value> {
             return
         }
         var arena: [UInt8] = []
-        arena.reserveCapacity(kept.reduce(0) { $0 + Int($1.key.length) })
+        arena.reserveCapacity(kept.reduce(0) { $0 + (Int($1.key.length) + 7) & ~7 })
         for index in kept.indices {
             let old = kept[index].key
             let offset = UInt32(arena.count)
-            self.arena.withUnsafeBytes { arena.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[old.range])) }
+            self.arena.withUnsafeBytes {
+                Self.appendPadded(UnsafeRawBufferPointer(rebasing: $0[old.range]), to: &arena)
+            }
             kept[index].key = ByteRange(offset: offset, length: old.length)
         }
         self.arena = arena

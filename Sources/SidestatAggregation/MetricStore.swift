@@ -49,6 +49,47 @@ public struct GaugeState: Sendable {
     var value: Double
     var ttl: Int
     var updated: UInt64
+
+    /// A write to a gauge statsd already holds: a signed value is added only to a gauge that is set and not 0;
+    /// otherwise the value replaces it.
+    @inline(__always)
+    mutating func write(_ value: Double, isDelta: Bool, ttl: Int, sequence: UInt64) {
+        self.value = (isDelta && self.value != 0) ? self.value + value : value
+        self.ttl = ttl
+        self.updated = sequence
+    }
+}
+
+/// The ingest hot path's sink: the tables held open for lookups and in-place updates.
+struct KnownKeySink: StatsdKnownKeySink {
+    let counters: ByteKeyTable<Double>.Lookup
+    let timers: ByteKeyTable<TimerAccumulator>.Lookup
+    let gauges: ByteKeyTable<GaugeState>.Lookup
+    let gaugesMaxTTL: Int
+    let writeSequence: UInt64
+    /// Lines taken (`metrics_received`).
+    var taken = 0
+
+    @inline(__always)
+    mutating func knownKeyLine(
+        kind: MetricKind, key: ScannedKey, value: Double, sampleRate: Double, isDelta: Bool
+    ) -> Bool {
+        switch kind {
+        case .counter:
+            guard let entry = self.counters.entry(for: key) else { return false }
+            entry.pointee.value += MetricStore.scaled(value, sampleRate)
+        case .timer:
+            guard let entry = self.timers.entry(for: key) else { return false }
+            entry.pointee.value.add(value, sampleRate: sampleRate)
+        case .gauge:
+            guard let entry = self.gauges.entry(for: key) else { return false }
+            entry.pointee.value.write(value, isDelta: isDelta, ttl: self.gaugesMaxTTL, sequence: self.writeSequence)
+        case .set:
+            return false
+        }
+        self.taken &+= 1
+        return true
+    }
 }
 
 /// One ingest shard's metrics: statsd's `counters`, `timers`, `gauges` and `sets` objects, keyed by bytes.
@@ -87,6 +128,48 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         self.writeSequence = sequence
     }
 
+    // MARK: - Ingest
+
+    /// Parses and aggregates one datagram (or a chunk of complete TCP lines). Runs of lines whose keys the tables
+    /// hold are taken on the parser's hot path with the tables open for in-place updates; every other line is
+    /// parsed the general way, which may add keys.
+    @inline(__always)
+    public mutating func ingest(_ datagram: UnsafeRawBufferPointer, parser: StatsdLineParser) {
+        if self.keyCounts != nil {
+            // statsd's keyFlush counts every line by key: the general path does that.
+            parser.parse(datagram, into: &self)
+            return
+        }
+        var start = 0
+        while start < datagram.count {
+            start = self.ingestKnownKeyLines(datagram, from: start, parser: parser)
+            if start < datagram.count { start = parser.parseLine(datagram, at: start, into: &self) }
+        }
+    }
+
+    @inline(__always)
+    mutating func ingestKnownKeyLines(_ datagram: UnsafeRawBufferPointer, from start: Int, parser: StatsdLineParser)
+        -> Int
+    {
+        let gaugesMaxTTL = self.gaugesMaxTTL
+        let writeSequence = self.writeSequence
+        var taken = 0
+        let stop = self.counters.withLookup { counters in
+            self.timers.withLookup { timers in
+                self.gauges.withLookup { gauges in
+                    var sink = KnownKeySink(
+                        counters: counters, timers: timers, gauges: gauges, gaugesMaxTTL: gaugesMaxTTL,
+                        writeSequence: writeSequence)
+                    let stop = parser.parseKnownKeyLines(datagram, from: start, into: &sink)
+                    taken = sink.taken
+                    return stop
+                }
+            }
+        }
+        self.metricsReceived += taken
+        return stop
+    }
+
     // MARK: - StatsdSampleSink
 
     @inline(__always)
@@ -97,9 +180,15 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         }
     }
 
+    /// A counter's value as statsd counts it.
+    @inline(__always)
+    static func scaled(_ value: Double, _ sampleRate: Double) -> Double {
+        value * (1 / sampleRate)
+    }
+
     @inline(__always)
     public mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        self.counters.update(key, initial: 0) { $0 += value * (1 / sampleRate) }
+        self.counters.update(key, initial: 0) { $0 += Self.scaled(value, sampleRate) }
     }
 
     @inline(__always)
@@ -112,11 +201,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         let ttl = self.gaugesMaxTTL
         let sequence = self.writeSequence
         if let index = self.gauges.find(key) {
-            let current = self.gauges[valueAt: index].value
-            // statsd adds a signed value only to a gauge that is set and not 0; otherwise the value replaces it.
-            self.gauges[valueAt: index].value = (isDelta && current != 0) ? current + value : value
-            self.gauges[valueAt: index].ttl = ttl
-            self.gauges[valueAt: index].updated = sequence
+            self.gauges[valueAt: index].write(value, isDelta: isDelta, ttl: ttl, sequence: sequence)
         } else {
             _ = self.gauges.findOrInsert(key) { GaugeState(value: value, ttl: ttl, updated: sequence) }
         }

@@ -37,6 +37,55 @@ public enum ByteScan {
         return end
     }
 
+    /// The 8 bytes at `base + index`, little-endian, with the bytes at `end` and beyond read as 0. Past `end` it
+    /// reads a whole word only when the word stays inside one memory page (so it cannot fault).
+    @inlinable @inline(__always)
+    public static func word(_ base: UnsafeRawPointer, at index: Int, end: Int) -> UInt64 {
+        let remaining = end &- index
+        if remaining >= 8 { return base.loadUnaligned(fromByteOffset: index, as: UInt64.self) }
+        let address = base + index
+        if UInt(bitPattern: address) & 4095 <= 4088 {
+            return address.loadUnaligned(as: UInt64.self) & ((1 &<< UInt64(remaining &* 8)) &- 1)
+        }
+        var word: UInt64 = 0
+        for offset in 0..<remaining {
+            word |= UInt64(address.load(fromByteOffset: offset, as: UInt8.self)) &<< UInt64(offset &* 8)
+        }
+        return word
+    }
+
+    // MARK: Key hashing
+    // The hash of the aggregation tables, defined here so that the parser can compute it from the words it loads
+    // while it looks for a key's end: a multiply-mix over the key's 8-byte words (little-endian), then its last
+    // partial word (zero-filled) when the length is not a multiple of 8, then the length and a short avalanche.
+
+    public static let hashSeed: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+    /// Mixes in one whole 8-byte word of the key.
+    @inlinable @inline(__always)
+    public static func hashWord(_ h: UInt64, _ word: UInt64) -> UInt64 {
+        let mixed = (h ^ word) &* 0xBF58_476D_1CE4_E5B9
+        return (mixed &<< 31) | (mixed &>> 33)
+    }
+
+    /// Mixes in the key's last, partial word (1 to 7 bytes, the rest zero), then its length, and finishes.
+    @inlinable @inline(__always)
+    public static func hashFinish(_ h: UInt64, tail: UInt64?, count: Int) -> UInt64 {
+        var h = h
+        if let tail { h = (h ^ tail) &* 0x94D0_49BB_1331_11EB }
+        h ^= UInt64(truncatingIfNeeded: count) &* 0x9E37_79B9_7F4A_7C15
+        h ^= h &>> 32
+        h = h &* 0xFF51_AFD7_ED55_8CCD
+        h ^= h &>> 29
+        return h
+    }
+
+    /// The hash of a whole key.
+    @inlinable @inline(__always)
+    public static func hashKey(_ key: UnsafeRawBufferPointer) -> UInt64 {
+        ScannedKey(key).hash
+    }
+
     /// The end of the line that starts at `start` (the index of the next `\n`, or `end`) and whether the line holds
     /// a `#` (so DogStatsD tags are possible). One pass, eight bytes at a time.
     @inlinable @inline(__always)
@@ -131,5 +180,48 @@ public enum ByteScan {
             index += 1
         }
         return negative ? -Double(value) : Double(value)
+    }
+}
+
+/// A key as the aggregation tables look it up: its bytes, its hash (`ByteScan.hashKey`) and its first 16 bytes
+/// as two little-endian words, zero past the key's end, so that most keys compare in two instructions. The parser's
+/// hot path fills it in from the words it loads while it looks for the key's end.
+public struct ScannedKey {
+    public var bytes: UnsafeRawBufferPointer
+    public var hash: UInt64
+    public var prefix0: UInt64
+    public var prefix1: UInt64
+
+    @inlinable @inline(__always)
+    public init(bytes: UnsafeRawBufferPointer, hash: UInt64, prefix0: UInt64, prefix1: UInt64) {
+        self.bytes = bytes
+        self.hash = hash
+        self.prefix0 = prefix0
+        self.prefix1 = prefix1
+    }
+
+    /// Reads `key` whole.
+    @inlinable @inline(__always)
+    public init(_ key: UnsafeRawBufferPointer) {
+        let count = key.count
+        var h = ByteScan.hashSeed
+        var prefix0: UInt64 = 0
+        var prefix1: UInt64 = 0
+        var tail: UInt64? = nil
+        if let base = key.baseAddress {
+            var index = 0
+            while index < count {
+                let word = ByteScan.word(base, at: index, end: count)
+                if index == 0 { prefix0 = word } else if index == 8 { prefix1 = word }
+                if count &- index < 8 {
+                    tail = word
+                    break
+                }
+                h = ByteScan.hashWord(h, word)
+                index &+= 8
+            }
+        }
+        self.init(
+            bytes: key, hash: ByteScan.hashFinish(h, tail: tail, count: count), prefix0: prefix0, prefix1: prefix1)
     }
 }
