@@ -13,9 +13,20 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // Fixtures shared by the benchmarks and the probe.
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: [
+                .product(name: "SidestatAggregation", package: "sidestat"),
+                .product(name: "SidestatBackends", package: "sidestat"),
+                .product(name: "SidestatConfiguration", package: "sidestat"),
+            ],
+            path: "Support/BenchmarkSupport"
+        ),
         .executableTarget(
             name: "IngestBenchmarks",
             dependencies: [
+                "BenchmarkSupport",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "SidestatProtocol", package: "sidestat"),
                 .product(name: "SidestatAggregation", package: "sidestat"),
@@ -25,10 +36,11 @@ let package = Package(
             path: "Benchmarks/IngestBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        // A fixed amount of ingest work for `valgrind --tool=callgrind` (instruction counts on a noisy machine).
+        // A fixed amount of ingest or encode work for `valgrind --tool=callgrind` (instruction counts on a noisy machine).
         .executableTarget(
             name: "IngestProbe",
             dependencies: [
+                "BenchmarkSupport",
                 .product(name: "SidestatProtocol", package: "sidestat"),
                 .product(name: "SidestatAggregation", package: "sidestat"),
             ],

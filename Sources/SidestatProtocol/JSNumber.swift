@@ -35,6 +35,31 @@ public enum JSNumber {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Writes `value` as `appendInteger` does, at `out` (room for 20 bytes), and returns the length.
+    @inlinable @inline(__always)
+    public static func writeInteger(_ value: Int64, to out: UnsafeMutablePointer<UInt8>) -> Int {
+        var magnitude = value.magnitude
+        var length = 0
+        if value < 0 {
+            out[0] = UInt8(ascii: "-")
+            length = 1
+        }
+        var digits = 1
+        var scale: UInt64 = 10
+        while digits < 20, magnitude >= scale {
+            digits &+= 1
+            scale = scale &* 10
+        }
+        var index = length &+ digits
+        length = index
+        repeat {
+            index &-= 1
+            out[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
+            magnitude /= 10
+        } while magnitude > 0
+        return length
+    }
+
     @inlinable
     public static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
         if value == 0 {

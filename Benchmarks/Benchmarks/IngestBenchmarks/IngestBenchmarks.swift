@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import Benchmark
+import BenchmarkSupport
 import SidestatAggregation
 #if canImport(Glibc)
 import Glibc
@@ -141,22 +142,10 @@ let benchmarks: @Sendable () -> Void = {
         for datagram in packedDatagrams(keys: 1_000, prefix: "perf.ms.k", type: "ms", count: 100_000 / linesPerDatagram + 1) {
             datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) }
         }
-        var snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
-        snapshot.sortTimerSamples()
-        let statistics = TimerStatisticsConfiguration(
-            percentThreshold: [90], histogram: [], calculatedTimerMetrics: nil, flushIntervalSeconds: 10)
-        let data = FlushData(
-            timestamp: 1_700_000_000, snapshot: snapshot, flushIntervalMilliseconds: 10_000,
-            processingTimeMilliseconds: 0, timerStatistics: statistics, prefixStats: "statsd", percentThreshold: [90],
-            isFinal: false)
+        let data = flushData(of: aggregator)
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
-            var encoder = GraphiteEncoder(
-                data: data, configuration: GraphiteConfiguration(), sanitizeNames: false,
-                previous: GraphiteStatistics(startupTime: 0), now: { 0 })
-            var bytes = 0
-            while let chunk = encoder.nextChunk() { bytes &+= chunk.bytes.count }
-            blackHole(bytes)
+            blackHole(encodeGraphite(data).bytes)
         }
     }
 }

@@ -5,6 +5,8 @@
 
 // A fixed amount of ingest work, for instruction counts that do not depend on a noisy machine:
 //   valgrind --tool=callgrind .build/release/IngestProbe parse|aggregate|timers 2000
+//   valgrind --tool=callgrind .build/release/IngestProbe encode 100000   (N timer keys x 1 sample, Graphite plaintext)
+import BenchmarkSupport
 import SidestatAggregation
 import SidestatProtocol
 
@@ -68,6 +70,19 @@ case "parse":
         for datagram in packed { datagram.withUnsafeBytes { parser.parse($0, into: &sink) } }
     }
     print("lines:", lines * rounds, sink.count)
+case "encode":
+    let aggregator = Aggregator(shardCount: 1)
+    var key = 0
+    while key < rounds {
+        var datagram: [UInt8] = []
+        while key < rounds, datagram.count < 1300 {
+            datagram += Array("perf.ms.k\(key):\(key % 1000)|ms\n".utf8)
+            key += 1
+        }
+        datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) }
+    }
+    let (points, bytes) = encodeGraphite(flushData(of: aggregator))
+    print("lines:", points, "bytes:", bytes)
 default:
     let aggregator = Aggregator(shardCount: 1)
     for _ in 0..<rounds {

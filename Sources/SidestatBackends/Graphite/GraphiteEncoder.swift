@@ -57,6 +57,10 @@ public struct GraphiteEncoder {
     private var points = 0
     private var pickleItems = 0
     private var frameStart = 0
+    /// The last key split into its name and its `;tags` (a timer's key is used for a dozen lines in a row).
+    private var splitKey: UnsafeRawPointer? = nil
+    private var splitKeyCount = 0
+    private var splitKeyAt = 0
     /// Values that were NaN or infinite and were left out (no such value ever leaves Sidestat).
     public private(set) var skippedNonFinite = 0
 
@@ -349,6 +353,7 @@ public struct GraphiteEncoder {
             self.skippedNonFinite += 1
             return
         }
+        if !self.pickle, self.plainLine(prefix, key, name, subname, value) { return }
         if self.pickle { self.beginPickleItem() }
         let nameStart = self.buffer.count
         self.buffer.appendRaw(self.constant(Constants.linePrefix))
@@ -380,6 +385,80 @@ public struct GraphiteEncoder {
             self.buffer.appendRaw(self.constant(Constants.timestamp))
         }
         self.points += 1
+    }
+
+    /// The plaintext line of `line`, assembled on the stack and appended to the chunk in one copy (the common case:
+    /// a name that needs no sanitizing, an integer value, a line of at most 1,016 bytes). False, having written nothing,
+    /// for anything else.
+    @inline(__always)
+    private mutating func plainLine(
+        _ prefix: UnsafeRawBufferPointer, _ key: UnsafeRawBufferPointer?, _ name: UnsafeRawBufferPointer?,
+        _ subname: UnsafeRawBufferPointer?, _ value: Double
+    ) -> Bool {
+        guard value == value.rounded(.towardZero), abs(value) < 9_007_199_254_740_992 else { return false }
+        var namePart = UnsafeRawBufferPointer(start: nil, count: 0)
+        var tags = UnsafeRawBufferPointer(start: nil, count: 0)
+        if let key {
+            if key.baseAddress != self.splitKey || key.count != self.splitKeyCount {
+                self.splitKey = key.baseAddress
+                self.splitKeyCount = key.count
+                self.splitKeyAt = ByteScan.firstIndex(of: UInt8(ascii: ";"), in: key, from: 0, to: key.count)
+            }
+            let split = self.splitKeyAt
+            namePart = UnsafeRawBufferPointer(rebasing: key[0..<split])
+            tags = UnsafeRawBufferPointer(rebasing: key[split...])
+            if self.sanitizeNames && !KeySanitizer.isClean(namePart) { return false }
+        }
+        let linePrefix = self.constant(Constants.linePrefix)
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        let instanceSegment = key == nil ? empty : self.constant(Constants.instanceSegment)
+        let suffix = self.constant(Constants.suffix)
+        let instanceTag = self.constant(Constants.instanceTag)
+        let timestamp = self.constant(Constants.timestamp)
+        let name = name ?? empty
+        let subname = subname ?? empty
+        let length =
+            linePrefix.count + prefix.count + instanceSegment.count + namePart.count + name.count + subname.count
+            + suffix.count + tags.count + instanceTag.count + 1 + 20 + timestamp.count
+        guard length <= 1016 else { return false }
+        // On the stack (1 KiB at most), with 8 bytes of slack: pieces are copied a word at a time, the last word whole.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { line in
+            let start = line.baseAddress!
+            var end = start
+            @inline(__always) func copy(_ piece: UnsafeRawBufferPointer) {
+                guard let base = piece.baseAddress else { return }
+                let count = piece.count
+                let target = UnsafeMutableRawPointer(end)
+                var index = 0
+                while index &+ 8 <= count {
+                    target.storeBytes(
+                        of: base.loadUnaligned(fromByteOffset: index, as: UInt64.self), toByteOffset: index,
+                        as: UInt64.self)
+                    index &+= 8
+                }
+                if index < count {
+                    target.storeBytes(
+                        of: ByteScan.word(base, at: index, end: count), toByteOffset: index, as: UInt64.self)
+                }
+                end += count
+            }
+            copy(linePrefix)
+            copy(prefix)
+            copy(instanceSegment)
+            copy(namePart)
+            copy(name)
+            copy(subname)
+            copy(suffix)
+            copy(tags)
+            copy(instanceTag)
+            end.pointee = UInt8(ascii: " ")
+            end += 1
+            end += JSNumber.writeInteger(Int64(value), to: end)
+            copy(timestamp)
+            self.buffer.append(contentsOf: UnsafeBufferPointer(start: start, count: end - start))
+        }
+        self.points += 1
+        return true
     }
 
     // MARK: - Pickle
