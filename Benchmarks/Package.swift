@@ -17,6 +17,7 @@ let package = Package(
         .target(
             name: "BenchmarkSupport",
             dependencies: [
+                .product(name: "SidestatProtocol", package: "sidestat"),
                 .product(name: "SidestatAggregation", package: "sidestat"),
                 .product(name: "SidestatBackends", package: "sidestat"),
                 .product(name: "SidestatConfiguration", package: "sidestat"),

@@ -43,9 +43,10 @@ extension DaemonConfiguration {
     ) throws -> (configuration: DaemonConfiguration, warnings: [String]) {
         let source: String
         do {
-            source = try Self.readFile(path)
+            source = try readTextFile(path)
         } catch {
-            throw ConfigurationError(file: path, problems: [.init(key: "(file)", message: "\(error)")])
+            throw ConfigurationError(
+                file: path, problems: [.init(key: "(file)", message: "cannot read the file: \(error.reason)")])
         }
         let value: JSValue
         do {
@@ -61,26 +62,6 @@ extension DaemonConfiguration {
         var result = try Self.from(object, file: path, environment: environment)
         result.configuration.path = path
         return result
-    }
-
-    static func readFile(_ path: String) throws -> String {
-        guard let file = fopen(path, "rb") else {
-            throw FileError(message: "cannot read the file: \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    struct FileError: Error, CustomStringConvertible {
-        var message: String
-        var description: String { self.message }
     }
 
     /// Builds a configuration from an evaluated config object, collecting every problem before failing.
@@ -676,4 +657,24 @@ struct Reader {
             return nil
         }
     }
+}
+
+/// Why a file could not be read: the system's message (`strerror`).
+public struct FileReadError: Error, CustomStringConvertible {
+    public var reason: String
+    public var description: String { self.reason }
+}
+
+/// The whole file at `path` as UTF-8 text (invalid bytes become U+FFFD).
+public func readTextFile(_ path: String) throws(FileReadError) -> String {
+    guard let file = fopen(path, "rb") else { throw FileReadError(reason: String(cString: strerror(errno))) }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = fread(&chunk, 1, chunk.count, file)
+        if count <= 0 { break }
+        bytes.append(contentsOf: chunk[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

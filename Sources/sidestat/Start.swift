@@ -109,13 +109,7 @@ enum Start {
                 writeStandardError("sidestat: cannot start the statsd server: \(error)")
                 return 1
             }
-            if let udp = daemon.udpListeners.first {
-                let host = udp.localAddress.trimmingCharacters(in: "[]")
-                environment["STATSD_HOST"] = host
-                environment["STATSD_PORT"] = String(udp.port)
-                environment["DD_AGENT_HOST"] = host
-                environment["DD_DOGSTATSD_PORT"] = String(udp.port)
-            }
+            advertise(daemon, in: &environment)
             daemon.logUp()
             services = daemon.services
         }
@@ -181,13 +175,7 @@ enum RunCommand {
             writeStandardError("sidestat: cannot start the statsd server: \(error)")
             return 1
         }
-        if let udp = daemon.udpListeners.first {
-            let host = udp.localAddress.trimmingCharacters(in: "[]")
-            environment["STATSD_HOST"] = host
-            environment["STATSD_PORT"] = String(udp.port)
-            environment["DD_AGENT_HOST"] = host
-            environment["DD_DOGSTATSD_PORT"] = String(udp.port)
-        }
+        advertise(daemon, in: &environment)
         daemon.logUp()
         let supervisor = Supervisor(
             specs: [Supervisor.Spec(name: command[0], arguments: command, environment: environment)], printer: nil,
@@ -226,31 +214,36 @@ struct RunnerError: Error, CustomStringConvertible {
     var description: String
 }
 
-func readTextFile(_ path: String) throws -> String {
-    guard let file = fopen(path, "rb") else {
-        throw RunnerError(description: "cannot read \(path): \(String(cString: strerror(errno)))")
+/// Tells the children where the aggregator listens: statsd clients read `STATSD_HOST`/`STATSD_PORT`, DogStatsD
+/// clients `DD_AGENT_HOST`/`DD_DOGSTATSD_PORT`.
+func advertise(_ daemon: Daemon, in environment: inout [String: String]) {
+    guard let udp = daemon.udpListeners.first else { return }
+    let host = udp.localAddress.trimmingCharacters(in: "[]")
+    environment["STATSD_HOST"] = host
+    environment["STATSD_PORT"] = String(udp.port)
+    environment["DD_AGENT_HOST"] = host
+    environment["DD_DOGSTATSD_PORT"] = String(udp.port)
+}
+
+/// The file at `path`, or a `RunnerError` naming it.
+func readRunnerFile(_ path: String) throws -> String {
+    do {
+        return try readTextFile(path)
+    } catch {
+        throw RunnerError(description: "cannot read \(path): \(error.reason)")
     }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let count = fread(&chunk, 1, chunk.count, file)
-        if count <= 0 { break }
-        bytes.append(contentsOf: chunk[0..<count])
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 func loadProcfile(_ path: String) throws -> Procfile {
     guard access(path, F_OK) == 0 else { throw RunnerError(description: "no Procfile at \(path)") }
-    return try Procfile.parse(try readTextFile(path), path: path)
+    return try Procfile.parse(try readRunnerFile(path), path: path)
 }
 
 /// The named .env files in order (a missing one is an error), or ./.env when it exists.
 func loadEnvironmentFiles(_ list: String?) throws -> [(String, String)] {
     let paths = list.map { $0.split(separator: ",").map(String.init) } ?? (access(".env", F_OK) == 0 ? [".env"] : [])
     var values: [(String, String)] = []
-    for path in paths { values += DotEnv.parse(try readTextFile(path)) }
+    for path in paths { values += DotEnv.parse(try readRunnerFile(path)) }
     return values
 }
 

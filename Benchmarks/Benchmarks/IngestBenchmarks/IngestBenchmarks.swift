@@ -34,24 +34,6 @@ func lines(in datagrams: [[UInt8]]) -> Int {
     datagrams.reduce(0) { $0 + $1.filter { $0 == UInt8(ascii: "\n") }.count }
 }
 
-/// Counts what the parser reports, touching nothing else.
-struct CountingSink: StatsdSampleSink {
-    var count = 0
-    mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {}
-    mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) { self.count &+= key.count }
-    mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) { self.count &+= 1 }
-    mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) { self.count &+= 1 }
-    mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) { self.count &+= 1 }
-    mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {}
-    /// Takes every line the parser's hot path offers, as a sink that knew every key would.
-    mutating func knownKeyLine(
-        kind: MetricKind, key: ScannedKey, value: Double, sampleRate: Double, isDelta: Bool
-    ) -> Bool {
-        self.count &+= key.bytes.count
-        return true
-    }
-}
-
 /// `SIDESTAT_BENCHMARK_SMOKE=1` (CI): every benchmark runs a few iterations, only to show it builds and runs.
 let smoke = getenv("SIDESTAT_BENCHMARK_SMOKE") != nil
 

@@ -10,23 +10,6 @@ import BenchmarkSupport
 import SidestatAggregation
 import SidestatProtocol
 
-struct NullSink: StatsdSampleSink {
-    var count = 0
-    mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {}
-    mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) { self.count &+= key.count }
-    mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) { self.count &+= 1 }
-    mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) { self.count &+= 1 }
-    mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) { self.count &+= 1 }
-    mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {}
-    /// Takes every line the parser's hot path offers, as a sink that knew every key would.
-    mutating func knownKeyLine(
-        kind: MetricKind, key: ScannedKey, value: Double, sampleRate: Double, isDelta: Bool
-    ) -> Bool {
-        self.count &+= key.bytes.count
-        return true
-    }
-}
-
 func datagrams(prefix: String, type: String) -> [[UInt8]] {
     var result: [[UInt8]] = []
     var key = 0
@@ -65,7 +48,7 @@ case "split":
     print("lines:", lines * rounds, total)
 case "parse":
     let parser = StatsdLineParser()
-    var sink = NullSink()
+    var sink = CountingSink()
     for _ in 0..<rounds {
         for datagram in packed { datagram.withUnsafeBytes { parser.parse($0, into: &sink) } }
     }
