@@ -28,10 +28,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
-        // recvmmsg/sendmmsg are not exposed by the Glibc module: a tiny C shim.
+        // recvmmsg/sendmmsg are not exposed by the Glibc module, nor vector byte compares by Swift: a tiny C shim.
         .target(name: "CSidestat"),
         // Wire format only: the zero-copy statsd/DogStatsD line parser and JS-compatible numbers.
-        .target(name: "SidestatProtocol", swiftSettings: hotPathSettings),
+        .target(name: "SidestatProtocol", dependencies: ["CSidestat"], swiftSettings: hotPathSettings),
         // Per-shard metric tables, flush snapshots and timer statistics. No I/O.
         .target(name: "SidestatAggregation", dependencies: ["SidestatProtocol"], swiftSettings: hotPathSettings),
         // The config.js evaluator (a safe JavaScript subset) and the typed, validated configuration.

@@ -12,7 +12,8 @@ and the fake carbon on CPU 0 (so every figure is per server core):
   timers   1M distinct timer keys with one sample each: the flush's CPU seconds, peak RSS, and whether counters sent
            during the flush all arrive; then 10k timer keys x 100 samples: the flush's CPU seconds.
 
-Prints one markdown table. Usage: Benchmarks/e2e.py [--quick] [--reps N] [--skip-build]
+Prints one markdown table. Usage: Benchmarks/e2e.py [--quick] [--reps N] [--skip-build] [--against OTHER_BINARY]
+(--against: the ingest runs alternate the two binaries within each repetition, for a back-to-back comparison).
 Loopback only; every run is bounded in count and time.
 """
 import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
@@ -250,6 +251,7 @@ def main():
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build-static", "release", "sidestat"))
     parser.add_argument("--only", default="ingest,memory,timers")
+    parser.add_argument("--against", help="a second sidestat binary, run alternately with --binary in the ingest runs")
     args = parser.parse_args()
     if not args.skip_build:
         # The shipped build: Swift's runtime linked in statically (no shared Swift libraries to map).
@@ -262,25 +264,31 @@ def main():
     seconds = 1 if args.quick else 3
     rows = []
     if "ingest" in only:
+        binaries = [args.binary] + ([args.against] if args.against else [])
         for packed in (False, True):
-            raw_runs, ours = [], []
+            raw_runs, ours = [], {binary: [] for binary in binaries}
             for rep in range(reps):
                 raw_runs.append(raw_receiver(tools, packed, seconds))
-                ours.append(sidestat_ingest(tools, args.binary, work, packed, seconds))
-                log(json.dumps({"packed": packed, "raw": raw_runs[-1], "sidestat": ours[-1]}))
+                for binary in binaries:
+                    ours[binary].append(sidestat_ingest(tools, binary, work, packed, seconds))
+                    log(json.dumps({"packed": packed, "binary": binary, "raw": raw_runs[-1],
+                                    "sidestat": ours[binary][-1]}))
             raw_ns = median([r["cpu_ns_per_line"] for r in raw_runs])
             raw_us = median([r["cpu_us_per_datagram"] for r in raw_runs])
-            ns = median([r["cpu_ns_per_line"] for r in ours])
-            us = median([r["cpu_us_per_datagram"] for r in ours])
             name = "packed ~1400 B (%.0f lines/datagram)" % raw_runs[0]["lines_per_pkt"] if packed else "1 line per datagram"
             rows.append((f"udprecv -b 64, {name}", f"{median([r['lines_per_s'] for r in raw_runs]):,.0f}",
                          f"{raw_ns:,.0f} ns/line, {raw_us:.2f} µs/datagram", "1.00",
                          f"{median([r['loss'] for r in raw_runs]) * 100:.2f}%", "-"))
-            rows.append((f"sidestat, {name}", f"{median([r['lines_per_s'] for r in ours]):,.0f}",
-                         f"{ns:,.0f} ns/line, {us:.2f} µs/datagram",
-                         f"{(ns / raw_ns):.2f}",
-                         f"{median([r['loss'] for r in ours]) * 100:.2f}%" + (" (OVER-COUNT)" if any(r["over"] for r in ours) else ""),
-                         f"{median([r['rss_mib'] for r in ours]):.1f} MiB"))
+            for binary in binaries:
+                runs = ours[binary]
+                ns = median([r["cpu_ns_per_line"] for r in runs])
+                us = median([r["cpu_us_per_datagram"] for r in runs])
+                label = f"sidestat ({binary})" if args.against else "sidestat"
+                rows.append((f"{label}, {name}", f"{median([r['lines_per_s'] for r in runs]):,.0f}",
+                             f"{ns:,.0f} ns/line, {us:.2f} µs/datagram",
+                             f"{(ns / raw_ns):.2f}",
+                             f"{median([r['loss'] for r in runs]) * 100:.2f}%" + (" (OVER-COUNT)" if any(r["over"] for r in runs) else ""),
+                             f"{median([r['rss_mib'] for r in runs]):.1f} MiB"))
     if "memory" in only:
         keys = 100_000 if args.quick else 1_000_000
         m = [memory(tools, args.binary, work, keys) for _ in range(1 if args.quick else 1)]

@@ -17,14 +17,15 @@
 
 #define SIDESTAT_MAX_BATCH 256
 
-int sidestat_recv_batch(int fd, uint8_t *buffers, size_t size, unsigned count, uint32_t *lengths, int flags) {
+int sidestat_recv_batch(int fd, uint8_t *buffers, size_t stride, size_t capacity, unsigned count, uint32_t *lengths,
+                        int flags) {
     struct mmsghdr msgs[SIDESTAT_MAX_BATCH];
     struct iovec iovs[SIDESTAT_MAX_BATCH];
     if (count > SIDESTAT_MAX_BATCH) count = SIDESTAT_MAX_BATCH;
     memset(msgs, 0, sizeof(struct mmsghdr) * count);
     for (unsigned i = 0; i < count; i++) {
-        iovs[i].iov_base = buffers + (size_t)i * size;
-        iovs[i].iov_len = size;
+        iovs[i].iov_base = buffers + (size_t)i * stride;
+        iovs[i].iov_len = capacity;
         msgs[i].msg_hdr.msg_iov = &iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }

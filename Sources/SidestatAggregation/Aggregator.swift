@@ -35,16 +35,22 @@ public final class IngestShard: Sendable {
     }
 
     /// Parses and aggregates a batch of datagrams under one lock acquisition.
-    /// `body` is called with an `ingest` function to call once per datagram.
+    /// `body` is called with an `ingest` function to call once per datagram. With `terminated`, every datagram
+    /// is followed by a '\n' and 16 more readable bytes, and the parser's hot path reads it in place
+    /// (`MetricStore.ingest(terminated:parser:)`); otherwise it reads a terminated copy.
     public func withBatch(
-        sequence: UInt64, _ body: (_ ingest: (UnsafeRawBufferPointer) -> Void) throws -> Void
+        sequence: UInt64, terminated: Bool = false, _ body: (_ ingest: (UnsafeRawBufferPointer) -> Void) throws -> Void
     ) rethrows -> BatchReport {
         try self.withState { store, parser in
             store.beginBatch(sequence: sequence)
             let badBefore = store.badLinesSeen
             try body { datagram in
                 store.packetsReceived += 1
-                store.ingest(datagram, parser: parser)
+                if terminated {
+                    store.ingest(terminated: datagram, parser: parser)
+                } else {
+                    store.ingest(datagram, parser: parser)
+                }
             }
             var report = BatchReport()
             report.badLines = store.badLinesSeen - badBefore

@@ -36,11 +36,13 @@ public struct ByteKeyTable<Value> {
 
     public private(set) var arena: [UInt8] = []
     public private(set) var entries: [Entry] = []
-    /// Open addressing with linear probing. A slot is 0 when empty, otherwise the key's 32-bit hash in the high
-    /// half and the entry index + 1 in the low half, so that most mismatches are rejected without touching the
-    /// entry or the key bytes.
+    /// Open addressing with linear probing from the slot the hash's high bits name. A slot is 0 when empty,
+    /// otherwise the high 32 bits of the key's hash and the entry index + 1 in the low half, so that most mismatches
+    /// are rejected without touching the entry or the key bytes.
     private var slots: [UInt64] = []
     private var mask = 0
+    /// 64 - log2(slot count): a hash's home slot is `hash >> shift`.
+    private var shift = 64
 
     public init() {}
 
@@ -62,12 +64,13 @@ public struct ByteKeyTable<Value> {
     @inline(__always)
     public func find(_ key: ScannedKey) -> Int? {
         let mask = self.mask
+        let shift = self.shift
         return self.slots.withUnsafeBufferPointer { slots in
             self.entries.withUnsafeBufferPointer { entries in
                 self.arena.withUnsafeBytes { arena in
                     Self.probe(
-                        key, slots: slots.isEmpty ? nil : slots.baseAddress, mask: mask, entries: entries.baseAddress,
-                        arena: arena.baseAddress)
+                        key, slots: slots.isEmpty ? nil : slots.baseAddress, mask: mask, shift: shift,
+                        entries: entries.baseAddress, arena: arena.baseAddress)
                 }
             }
         }
@@ -76,14 +79,14 @@ public struct ByteKeyTable<Value> {
     /// Linear probing for `key`: the index of its entry, if present.
     @inline(__always)
     static func probe(
-        _ key: ScannedKey, slots: UnsafePointer<UInt64>?, mask: Int, entries: UnsafePointer<Entry>?,
+        _ key: ScannedKey, slots: UnsafePointer<UInt64>?, mask: Int, shift: Int, entries: UnsafePointer<Entry>?,
         arena: UnsafeRawPointer?
     ) -> Int? {
         // An empty table has no slots (nil) and a mask of 0; every other has 16 or more slots, some of them empty.
         guard let slots, let entries else { return nil }
-        let tag = key.hash &<< 32
+        let tag = key.hash & 0xFFFF_FFFF_0000_0000
         let count = key.bytes.count
-        var slot = Int(truncatingIfNeeded: key.hash) & mask
+        var slot = Int(truncatingIfNeeded: key.hash &>> UInt64(truncatingIfNeeded: shift))
         while true {
             let stored = slots[slot]
             if stored == 0 { return nil }
@@ -125,6 +128,7 @@ public struct ByteKeyTable<Value> {
     public struct Lookup {
         let slots: UnsafePointer<UInt64>?
         let mask: Int
+        let shift: Int
         let entries: UnsafeMutablePointer<Entry>?
         let arena: UnsafeRawPointer?
 
@@ -133,23 +137,26 @@ public struct ByteKeyTable<Value> {
         public func entry(for key: ScannedKey) -> UnsafeMutablePointer<Entry>? {
             guard
                 let index = ByteKeyTable.probe(
-                    key, slots: self.slots, mask: self.mask, entries: UnsafePointer(self.entries), arena: self.arena)
+                    key, slots: self.slots, mask: self.mask, shift: self.shift, entries: UnsafePointer(self.entries),
+                    arena: self.arena)
             else { return nil }
             return self.entries.unsafelyUnwrapped + index
         }
     }
 
-    /// Calls `body` with a `Lookup` of this table, valid only during the call.
+    /// Calls `body` with a `Lookup` of this table, valid only during the call. (All three arrays are taken with
+    /// mutable access, which costs a uniqueness check; read-only access would retain and release each one.)
     @inline(__always)
     public mutating func withLookup<R>(_ body: (Lookup) throws -> R) rethrows -> R {
         let mask = self.mask
-        return try self.slots.withUnsafeBufferPointer { slots in
-            try self.arena.withUnsafeBytes { arena in
+        let shift = self.shift
+        return try self.slots.withUnsafeMutableBufferPointer { slots in
+            try self.arena.withUnsafeMutableBytes { arena in
                 try self.entries.withUnsafeMutableBufferPointer { entries in
                     try body(
                         Lookup(
-                            slots: slots.isEmpty ? nil : slots.baseAddress, mask: mask, entries: entries.baseAddress,
-                            arena: arena.baseAddress))
+                            slots: slots.isEmpty ? nil : UnsafePointer(slots.baseAddress), mask: mask, shift: shift,
+                            entries: entries.baseAddress, arena: UnsafeRawPointer(arena.baseAddress)))
                 }
             }
         }
@@ -185,9 +192,9 @@ public struct ByteKeyTable<Value> {
     }
 
     private mutating func place(index: Int, hash: UInt64) {
-        var slot = Int(truncatingIfNeeded: hash) & self.mask
+        var slot = Int(truncatingIfNeeded: hash &>> UInt64(self.shift))
         while self.slots[slot] != 0 { slot = (slot + 1) & self.mask }
-        self.slots[slot] = (hash &<< 32) | UInt64(index + 1)
+        self.slots[slot] = (hash & 0xFFFF_FFFF_0000_0000) | UInt64(index + 1)
     }
 
     private mutating func grow() {
@@ -198,6 +205,7 @@ public struct ByteKeyTable<Value> {
     private mutating func rebuildSlots(capacity: Int) {
         self.slots = [UInt64](repeating: 0, count: capacity)
         self.mask = capacity - 1
+        self.shift = 64 - capacity.trailingZeroBitCount
         for index in self.entries.indices {
             let range = self.entries[index].key
             let hash = self.arena.withUnsafeBytes { Self.hash(UnsafeRawBufferPointer(rebasing: $0[range.range])) }

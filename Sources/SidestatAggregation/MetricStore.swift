@@ -27,14 +27,15 @@ public struct TimerAccumulator: Sendable {
 
     init() {}
 
-    mutating func add(_ value: Double, sampleRate: Double) {
+    /// `weight` is statsd's `1 / sampleRate`.
+    mutating func add(_ value: Double, weight: Double) {
         if self.sampleCount == 0 {
             self.first = value
         } else {
             self.more.append(value)
         }
         self.sampleCount += 1
-        self.weightedCount += 1 / sampleRate
+        self.weightedCount += weight
     }
 
     mutating func reset() {
@@ -72,15 +73,15 @@ struct KnownKeySink: StatsdKnownKeySink {
 
     @inline(__always)
     mutating func knownKeyLine(
-        kind: MetricKind, key: ScannedKey, value: Double, sampleRate: Double, isDelta: Bool
+        kind: MetricKind, key: ScannedKey, value: Double, inverseRate: Double, isDelta: Bool
     ) -> Bool {
         switch kind {
         case .counter:
             guard let entry = self.counters.entry(for: key) else { return false }
-            entry.pointee.value += MetricStore.scaled(value, sampleRate)
+            entry.pointee.value += value * inverseRate  // statsd: value * (1 / sampleRate)
         case .timer:
             guard let entry = self.timers.entry(for: key) else { return false }
-            entry.pointee.value.add(value, sampleRate: sampleRate)
+            entry.pointee.value.add(value, weight: inverseRate)
         case .gauge:
             guard let entry = self.gauges.entry(for: key) else { return false }
             entry.pointee.value.write(value, isDelta: isDelta, ttl: self.gaugesMaxTTL, sequence: self.writeSequence)
@@ -131,12 +132,23 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     // MARK: - Ingest
 
     /// Parses and aggregates one datagram (or a chunk of complete TCP lines). Runs of lines whose keys the tables
-    /// hold are taken on the parser's hot path with the tables open for in-place updates; every other line is
-    /// parsed the general way, which may add keys.
+    /// hold are taken on the parser's hot path (which reads a terminated copy of the datagram) with the tables open
+    /// for in-place updates; every other line is parsed the general way, which may add keys.
     @inline(__always)
     public mutating func ingest(_ datagram: UnsafeRawBufferPointer, parser: StatsdLineParser) {
+        // statsd's keyFlush counts every line by key: the general path does that.
+        guard self.keyCounts == nil, let copy = parser.terminatedCopy(datagram) else {
+            parser.parse(datagram, into: &self)
+            return
+        }
+        self.ingest(terminated: copy, parser: parser)
+    }
+
+    /// `ingest` without the copy, for a datagram that is already followed by a '\n' and 16 more readable bytes (as
+    /// the UDP reader's buffers are).
+    @inline(__always)
+    public mutating func ingest(terminated datagram: UnsafeRawBufferPointer, parser: StatsdLineParser) {
         if self.keyCounts != nil {
-            // statsd's keyFlush counts every line by key: the general path does that.
             parser.parse(datagram, into: &self)
             return
         }
@@ -193,7 +205,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
 
     @inline(__always)
     public mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        self.timers.update(key, initial: TimerAccumulator()) { $0.add(value, sampleRate: sampleRate) }
+        self.timers.update(key, initial: TimerAccumulator()) { $0.add(value, weight: 1 / sampleRate) }
     }
 
     @inline(__always)

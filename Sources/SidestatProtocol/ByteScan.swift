@@ -56,28 +56,23 @@ public enum ByteScan {
 
     // MARK: Key hashing
     // The hash of the aggregation tables, defined here so that the parser can compute it from the words it loads
-    // while it looks for a key's end: a multiply-mix over the key's 8-byte words (little-endian), then its last
-    // partial word (zero-filled) when the length is not a multiple of 8, then the length and a short avalanche.
+    // while it looks for a key's end: a multiply chain over the key's 8-byte words (little-endian), then its last
+    // partial word (zero-filled) and its length, and one more multiply. The high bits of a product depend on every
+    // bit of its operands, so tables take their slot and tag from the high bits; the low bits are weak.
 
     public static let hashSeed: UInt64 = 0x9E37_79B9_7F4A_7C15
 
     /// Mixes in one whole 8-byte word of the key.
     @inlinable @inline(__always)
     public static func hashWord(_ h: UInt64, _ word: UInt64) -> UInt64 {
-        let mixed = (h ^ word) &* 0xBF58_476D_1CE4_E5B9
-        return (mixed &<< 31) | (mixed &>> 33)
+        (h ^ word) &* 0xBF58_476D_1CE4_E5B9
     }
 
-    /// Mixes in the key's last, partial word (1 to 7 bytes, the rest zero), then its length, and finishes.
+    /// Mixes in the key's last, partial word (0 to 7 bytes, the rest zero) and its length, and finishes. The length
+    /// goes into the top byte, which a partial word leaves zero.
     @inlinable @inline(__always)
-    public static func hashFinish(_ h: UInt64, tail: UInt64?, count: Int) -> UInt64 {
-        var h = h
-        if let tail { h = (h ^ tail) &* 0x94D0_49BB_1331_11EB }
-        h ^= UInt64(truncatingIfNeeded: count) &* 0x9E37_79B9_7F4A_7C15
-        h ^= h &>> 32
-        h = h &* 0xFF51_AFD7_ED55_8CCD
-        h ^= h &>> 29
-        return h
+    public static func hashFinish(_ h: UInt64, tail: UInt64, count: Int) -> UInt64 {
+        (h ^ tail ^ (UInt64(truncatingIfNeeded: count) &<< 56)) &* 0x94D0_49BB_1331_11EB
     }
 
     /// The hash of a whole key.
@@ -207,7 +202,7 @@ public struct ScannedKey {
         var h = ByteScan.hashSeed
         var prefix0: UInt64 = 0
         var prefix1: UInt64 = 0
-        var tail: UInt64? = nil
+        var tail: UInt64 = 0
         if let base = key.baseAddress {
             var index = 0
             while index < count {

@@ -3,6 +3,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import CSidestat
+
 /// The four kinds of aggregate statsd keeps. Every type other than `ms`, `g` and `s` is a counter,
 /// as in Etsy statsd (`h`, `x`, `C` and the empty type included).
 public enum MetricKind: UInt8, Sendable, Hashable, CaseIterable {
@@ -15,10 +17,11 @@ public enum MetricKind: UInt8, Sendable, Hashable, CaseIterable {
 /// Takes the lines of the parser's hot path: a whole line `key:value|type[|@rate]` with one counter, timer or
 /// gauge value and a key whose bytes have not been checked. The sink records it (as `StatsdSampleSink.lineSeen` and
 /// the value's call would) only when it already holds `key` for that kind, a key it holds being clean, and says
-/// whether it did; when it did not, the parser takes the line the general way.
+/// whether it did; when it did not, the parser takes the line the general way. `inverseRate` is statsd's
+/// `1 / sampleRate`, computed only for a line that has a rate (1 otherwise), so the common line costs no division.
 public protocol StatsdKnownKeySink {
     mutating func knownKeyLine(
-        kind: MetricKind, key: ScannedKey, value: Double, sampleRate: Double, isDelta: Bool
+        kind: MetricKind, key: ScannedKey, value: Double, inverseRate: Double, isDelta: Bool
     ) -> Bool
 }
 
@@ -41,7 +44,7 @@ extension StatsdSampleSink {
     /// By default a sample sink takes no line on the hot path.
     @inlinable @inline(__always)
     public mutating func knownKeyLine(
-        kind: MetricKind, key: ScannedKey, value: Double, sampleRate: Double, isDelta: Bool
+        kind: MetricKind, key: ScannedKey, value: Double, inverseRate: Double, isDelta: Bool
     ) -> Bool {
         false
     }
@@ -61,11 +64,15 @@ public final class StatsdLineParser: @unchecked Sendable {
     @usableFromInline let keyScratch: UnsafeMutableRawBufferPointer
     @usableFromInline let memberScratch: UnsafeMutableRawBufferPointer
     @usableFromInline let constants: UnsafeMutableRawBufferPointer
+    /// The hot path's copy of a datagram: its bytes, a '\n' and 16 more readable bytes (`terminatedCopy`).
+    @usableFromInline let copyBuffer: UnsafeMutableRawBufferPointer
     /// 256 flags: 1 for the bytes statsd keeps in a key (a table the parser owns: no global on the hot path).
     @usableFromInline let keyBytes: UnsafeMutablePointer<UInt8>
 
     /// The longest key Sidestat builds (key plus tags), in bytes; a datagram is at most 65,507 bytes.
     public static let maximumKeyLength = 3 * 65_536
+    /// The longest datagram or chunk `terminatedCopy` takes (longer TCP chunks are parsed the general way).
+    public static let maximumCopyLength = 65_536
 
     public init(sanitizeKeys: Bool = true) {
         self.sanitizeKeys = sanitizeKeys
@@ -74,6 +81,8 @@ public final class StatsdLineParser: @unchecked Sendable {
         self.constants = .allocate(byteCount: 2, alignment: 1)
         self.constants[0] = UInt8(ascii: "1")
         self.constants[1] = UInt8(ascii: "0")
+        self.copyBuffer = .allocate(byteCount: Self.maximumCopyLength + 32, alignment: 16)
+        self.copyBuffer.initializeMemory(as: UInt8.self, repeating: 0)
         self.keyBytes = .allocate(capacity: 256)
         for byte in 0..<256 { self.keyBytes[byte] = ByteScan.isKeyByte(UInt8(byte)) ? 1 : 0 }
     }
@@ -82,7 +91,23 @@ public final class StatsdLineParser: @unchecked Sendable {
         self.keyScratch.deallocate()
         self.memberScratch.deallocate()
         self.constants.deallocate()
+        self.copyBuffer.deallocate()
         self.keyBytes.deallocate()
+    }
+
+    /// Copies `datagram` into the parser's buffer, followed by a '\n' and 16 more readable bytes, as the hot path
+    /// (`parseKnownKeyLines`) needs: it then reads whole 16-byte blocks and needs no bounds check within a line.
+    /// The copy is valid until the next call. Returns nil for an empty datagram or one longer than
+    /// `maximumCopyLength`, which are parsed the general way.
+    @inlinable
+    public func terminatedCopy(_ datagram: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        let count = datagram.count
+        guard count > 0, count <= Self.maximumCopyLength, let source = datagram.baseAddress,
+            let target = self.copyBuffer.baseAddress
+        else { return nil }
+        target.copyMemory(from: source, byteCount: count)
+        target.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: count, as: UInt8.self)
+        return UnsafeRawBufferPointer(start: target, count: count)
     }
 
     /// Parses one datagram (or one chunk of complete TCP lines) and reports every line and value to `sink`.
@@ -91,15 +116,19 @@ public final class StatsdLineParser: @unchecked Sendable {
         guard let base = datagram.baseAddress else { return }
         var start = 0
         let count = datagram.count
-        let bytes = base.assumingMemoryBound(to: UInt8.self)
-        while start < count {
-            let next = self.parseKnownKeyLine(bytes, from: start, to: count, into: &sink)
-            start = next >= 0 ? next : self.parseAnyLine(base, from: start, to: count, into: &sink)
+        if let copy = self.terminatedCopy(datagram) {
+            while start < count {
+                let next = self.parseKnownKeyLines(copy, from: start, into: &sink)
+                if next < count { start = self.parseLine(copy, at: next, into: &sink) } else { start = next }
+            }
+        } else {
+            while start < count { start = self.parseAnyLine(base, from: start, to: count, into: &sink) }
         }
     }
 
     /// Parses lines from `start` on for as long as `sink` takes them on the hot path, and returns where it stopped:
-    /// the start of the first line it did not take, or the end of the datagram.
+    /// the start of the first line it did not take, or the end of the datagram. `datagram` must be followed by a
+    /// '\n' and 16 more readable bytes (`terminatedCopy` makes such a copy).
     @inlinable
     public func parseKnownKeyLines<Sink: StatsdKnownKeySink>(
         _ datagram: UnsafeRawBufferPointer, from start: Int, into sink: inout Sink
@@ -113,7 +142,8 @@ public final class StatsdLineParser: @unchecked Sendable {
             if next < 0 { break }
             start = next
         }
-        return start
+        // The last line's end is the '\n' after the datagram.
+        return min(start, count)
     }
 
     /// Parses the one line that starts at `start` the general way and returns the index after it.
@@ -142,99 +172,126 @@ public final class StatsdLineParser: @unchecked Sendable {
     }
 
     /// The hot path for a line whose key the sink already holds: `key:[-]digits|c`, `|ms` or `|g`, optionally
-    /// with `|@rate`, ending at `\n` or at the end of the datagram. Finds the `:` eight bytes at a time, reads the
-    /// value once and offers the line to the sink, which takes it only for a key it holds (and therefore a clean
-    /// one): no per-byte key check and no separate search for the line's end. Returns the index after the line,
-    /// or -1, having reported nothing, for every other line (the general paths then give the same result).
+    /// with `|@rate`, ending at `\n` or at the end of the datagram, which is followed by a '\n' and 16 readable
+    /// bytes. Finds the `:` sixteen bytes at a time with one vector compare, reads the value once and offers the
+    /// line to the sink, which takes it only for a key it holds (and therefore a clean one): no per-byte key check,
+    /// no separate search for the line's end and no bounds checks (the '\n' after the datagram ends every scan).
+    /// Returns the index after the line, or -1, having reported nothing, for every other line (the general paths
+    /// then give the same result).
     @inlinable @inline(__always)
     func parseKnownKeyLine<Sink: StatsdKnownKeySink>(
         _ p: UnsafePointer<UInt8>, from start: Int, to n: Int, into sink: inout Sink
     ) -> Int {
-        // The key's words go into the hash as they are read; the first two are also kept whole (`ScannedKey`).
         let raw = UnsafeRawPointer(p)
-        var index = start
-        var hash = ByteScan.hashSeed
-        var prefix0: UInt64 = 0
-        var prefix1: UInt64 = 0
-        var word = ByteScan.word(raw, at: index, end: n)
-        var stops = Self.colonsAndNewlines(word)
-        if stops == 0 {
-            prefix0 = word
-            hash = ByteScan.hashWord(hash, word)
-            index &+= 8
-            if index >= n { return -1 }
-            word = ByteScan.word(raw, at: index, end: n)
-            stops = Self.colonsAndNewlines(word)
-            if stops == 0 {
-                prefix1 = word
-                repeat {
-                    hash = ByteScan.hashWord(hash, word)
-                    index &+= 8
-                    if index >= n { return -1 }
-                    word = ByteScan.word(raw, at: index, end: n)
-                    stops = Self.colonsAndNewlines(word)
-                } while stops == 0
-            }
+        var stops = sidestat_colons_newlines16(raw + start)
+        var word0 = raw.loadUnaligned(fromByteOffset: start, as: UInt64.self)
+        var word1 = raw.loadUnaligned(fromByteOffset: start &+ 8, as: UInt64.self)
+        let key: ScannedKey
+        let colon: Int
+        if stops != 0 {
+            // A key of at most 15 bytes: its bytes are those of the two words below the first stop.
+            let offset = stops.trailingZeroBitCount
+            colon = start &+ offset
+            if offset == 0 || p[colon] != UInt8(ascii: ":") { return -1 }
+            let inSecond = offset >= 8
+            let low = (1 &<< UInt64(truncatingIfNeeded: (offset & 7) &* 8)) &- 1
+            let prefix0 = inSecond ? word0 : word0 & low
+            let prefix1 = inSecond ? word1 & low : 0
+            let hash = inSecond ? ByteScan.hashWord(ByteScan.hashSeed, prefix0) : ByteScan.hashSeed
+            key = ScannedKey(
+                bytes: UnsafeRawBufferPointer(start: p + start, count: offset),
+                hash: ByteScan.hashFinish(hash, tail: inSecond ? prefix1 : prefix0, count: offset),
+                prefix0: prefix0, prefix1: prefix1)
+        } else {
+            // A longer key: its words go into the hash as they are passed; the first two are kept whole.
+            let prefix0 = word0
+            let prefix1 = word1
+            var hash = ByteScan.hashSeed
+            var index = start
+            repeat {
+                hash = ByteScan.hashWord(ByteScan.hashWord(hash, word0), word1)
+                index &+= 16
+                stops = sidestat_colons_newlines16(raw + index)
+                word0 = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                word1 = raw.loadUnaligned(fromByteOffset: index &+ 8, as: UInt64.self)
+            } while stops == 0
+            let offset = stops.trailingZeroBitCount
+            colon = index &+ offset
+            if p[colon] != UInt8(ascii: ":") { return -1 }
+            let inSecond = offset >= 8
+            let low = (1 &<< UInt64(truncatingIfNeeded: (offset & 7) &* 8)) &- 1
+            if inSecond { hash = ByteScan.hashWord(hash, word0) }
+            key = ScannedKey(
+                bytes: UnsafeRawBufferPointer(start: p + start, count: colon &- start),
+                hash: ByteScan.hashFinish(hash, tail: (inSecond ? word1 : word0) & low, count: colon &- start),
+                prefix0: prefix0, prefix1: prefix1)
         }
-        // The first stop in `word` is exact: it must be a colon.
-        let bit = stops.trailingZeroBitCount
-        if word &>> UInt64(bit &- 7) & 0xFF != UInt64(UInt8(ascii: ":")) { return -1 }
-        let colon = index &+ bit &>> 3
-        var tail: UInt64? = nil
-        if bit > 7 {
-            // The key's bytes in this word: those below the colon.
-            let part = word & ((1 &<< UInt64(bit &- 7)) &- 1)
-            tail = part
-            if index == start { prefix0 = part } else if index == start &+ 8 { prefix1 = part }
-        }
-        if colon == start || colon >= n { return -1 }
-        hash = ByteScan.hashFinish(hash, tail: tail, count: colon &- start)
-        let key = ScannedKey(
-            bytes: UnsafeRawBufferPointer(start: p + start, count: colon &- start), hash: hash, prefix0: prefix0,
-            prefix1: prefix1)
         return self.parseKnownKeyValue(p, key: key, colon: colon, to: n, into: &sink)
     }
 
-    /// The hot path's value: `[-]digits|c`, `|ms` or `|g`, optionally with `|@rate`, then the line's end.
+    /// The hot path's value: `[-]digits|c`, `|ms` or `|g`, optionally with `|@rate`, then the line's end. Reads
+    /// past the line only up to its '\n' (the one after the datagram at the latest) and the three bytes after.
     @inlinable @inline(__always)
     func parseKnownKeyValue<Sink: StatsdKnownKeySink>(
         _ p: UnsafePointer<UInt8>, key: ScannedKey, colon: Int, to n: Int, into sink: inout Sink
     ) -> Int {
-        let (integer, negative, digits, digitsEnd) = Self.signedDigits(p, from: colon &+ 1, to: n)
-        var i = digitsEnd
-        guard digits > 0, digits <= 15, i &+ 1 < n, p[i] == UInt8(ascii: "|") else { return -1 }
-        i &+= 1
-        let kind: MetricKind
-        switch p[i] {
-        case UInt8(ascii: "c"): kind = .counter
-        case UInt8(ascii: "g"): kind = .gauge
-        case UInt8(ascii: "m"):
-            guard i &+ 1 < n, p[i &+ 1] == UInt8(ascii: "s"), !negative else { return -1 }
-            kind = .timer
+        var i = colon &+ 1
+        let negative = p[i] == UInt8(ascii: "-")
+        if negative { i &+= 1 }
+        let digitsStart = i
+        var integer: Int64 = 0
+        while true {
+            let digit = p[i] &- UInt8(ascii: "0")
+            if digit > 9 { break }
+            integer = integer &* 10 &+ Int64(digit)
             i &+= 1
-        default: return -1
         }
-        i &+= 1
-        var sampleRate = 1.0
-        if i < n, p[i] == UInt8(ascii: "|") {
+        let digits = i &- digitsStart
+        guard digits > 0, digits <= 15 else { return -1 }
+        // The type and the line's end in one 4-byte compare: "|c\n", "|g\n" or "|ms\n".
+        let tail = UnsafeRawPointer(p).loadUnaligned(fromByteOffset: i, as: UInt32.self)
+        let kind: MetricKind
+        var inverseRate = 1.0
+        if tail & 0xFF_FFFF == 0x0A_637C {
+            kind = .counter
+            i &+= 3
+        } else if tail == 0x0A73_6D7C {
+            if negative { return -1 }
+            kind = .timer
+            i &+= 4
+        } else if tail & 0xFF_FFFF == 0x0A_677C {
+            kind = .gauge
+            i &+= 3
+        } else {
+            // `|@rate`, or not a hot-path line.
+            guard p[i] == UInt8(ascii: "|") else { return -1 }
+            i &+= 1
+            switch p[i] {
+            case UInt8(ascii: "c"): kind = .counter
+            case UInt8(ascii: "g"): kind = .gauge
+            case UInt8(ascii: "m"):
+                guard p[i &+ 1] == UInt8(ascii: "s"), !negative else { return -1 }
+                kind = .timer
+                i &+= 1
+            default: return -1
+            }
+            i &+= 1
+            guard p[i] == UInt8(ascii: "|") else { return -1 }
             var rateEnd = i &+ 1
-            while rateEnd < n, p[rateEnd] != UInt8(ascii: "\n"), p[rateEnd] != UInt8(ascii: ":"),
-                p[rateEnd] != UInt8(ascii: "|")
-            {
+            while p[rateEnd] != UInt8(ascii: "\n"), p[rateEnd] != UInt8(ascii: ":"), p[rateEnd] != UInt8(ascii: "|") {
                 rateEnd &+= 1
             }
-            guard rateEnd == n || p[rateEnd] == UInt8(ascii: "\n"),
+            guard p[rateEnd] == UInt8(ascii: "\n"), rateEnd <= n,
                 let rate = Self.parseSampleRate(UnsafeRawBufferPointer(start: p + (i &+ 1), count: rateEnd &- i &- 1))
             else { return -1 }
-            sampleRate = rate
-            i = rateEnd
+            inverseRate = 1 / rate
+            i = rateEnd &+ 1
         }
-        guard i == n || p[i] == UInt8(ascii: "\n") else { return -1 }
         let value = negative ? -Double(integer) : Double(integer)
-        guard sink.knownKeyLine(kind: kind, key: key, value: value, sampleRate: sampleRate, isDelta: negative) else {
+        guard sink.knownKeyLine(kind: kind, key: key, value: value, inverseRate: inverseRate, isDelta: negative) else {
             return -1
         }
-        return i &+ 1
+        return i
     }
 
     /// `[-]digits` from `index`: the digits' value (exact up to 18 digits), the sign, how many digits there are, and
@@ -258,16 +315,6 @@ public final class StatsdLineParser: @unchecked Sendable {
             i &+= 1
         }
         return (integer, negative, i &- digitsStart, i)
-    }
-
-    /// A flag (0x80) on the first byte of `word` that is a `:` or a `\n` (bytes after it may be flagged wrongly);
-    /// 0 when there is none.
-    @inlinable @inline(__always)
-    static func colonsAndNewlines(_ word: UInt64) -> UInt64 {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let c = word ^ 0x3A3A_3A3A_3A3A_3A3A
-        let l = word ^ 0x0A0A_0A0A_0A0A_0A0A
-        return ((c &- ones) & ~c | (l &- ones) & ~l) & 0x8080_8080_8080_8080
     }
 
     /// The fast path for the lines clients send nearly always: a clean key, no tags, and values of the form

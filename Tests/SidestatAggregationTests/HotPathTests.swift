@@ -125,6 +125,64 @@ struct HotPathTests {
         #expect(totals.metricsReceived == 12 && totals.badLinesSeen == 0)
     }
 
+    /// Takes every line the hot path offers and records what it was given.
+    struct RecordingSink: StatsdKnownKeySink {
+        struct Line: Equatable {
+            var key: [UInt8]
+            var hash: UInt64
+            var prefix0: UInt64
+            var prefix1: UInt64
+            var kind: MetricKind
+            var value: Double
+            var inverseRate: Double
+        }
+        var lines: [Line] = []
+        mutating func knownKeyLine(
+            kind: MetricKind, key: ScannedKey, value: Double, inverseRate: Double, isDelta: Bool
+        ) -> Bool {
+            self.lines.append(
+                Line(
+                    key: Array(key.bytes), hash: key.hash, prefix0: key.prefix0, prefix1: key.prefix1, kind: kind,
+                    value: value, inverseRate: inverseRate))
+            return true
+        }
+    }
+
+    @Test("the hot path reads keys of every length as ScannedKey does, and takes every well-formed line")
+    func hotPathKeys() {
+        let parser = StatsdLineParser()
+        var random = SplitMix(state: 7)
+        let forms: [(String, MetricKind, Double, Double)] = [
+            ("1|c", .counter, 1, 1), ("-12|c", .counter, -12, 1), ("250|ms", .timer, 250, 1), ("3|g", .gauge, 3, 1),
+            ("-4|g", .gauge, -4, 1), ("5|c|@0.5", .counter, 5, 2), ("6|ms|@0.25", .timer, 6, 4),
+        ]
+        for _ in 0..<300 {
+            // Lines with keys of 1 to 48 bytes, one datagram; the last line has no '\n' half of the time.
+            var expected: [RecordingSink.Line] = []
+            var text = ""
+            for _ in 0..<Int.random(in: 1...8, using: &random) {
+                let length = Int.random(in: 1...48, using: &random)
+                let key = String((0..<length).map { _ in "abcxyz.-_019ABZ".randomElement(using: &random)! })
+                let (value, kind, number, inverseRate) = forms.randomElement(using: &random)!
+                text += key + ":" + value + "\n"
+                let bytes = Array(key.utf8)
+                let scanned = bytes.withUnsafeBytes { ScannedKey($0) }
+                expected.append(
+                    RecordingSink.Line(
+                        key: bytes, hash: scanned.hash, prefix0: scanned.prefix0, prefix1: scanned.prefix1, kind: kind,
+                        value: number, inverseRate: inverseRate))
+            }
+            if Bool.random(using: &random) { text.removeLast() }
+            var sink = RecordingSink()
+            let datagram = Array(text.utf8)
+            let stop = datagram.withUnsafeBytes { bytes in
+                parser.parseKnownKeyLines(parser.terminatedCopy(bytes)!, from: 0, into: &sink)
+            }
+            #expect(stop == datagram.count, "\(text)")
+            #expect(sink.lines == expected, "\(text)")
+        }
+    }
+
     @Test("a table finds keys of every length, also after removals compact its arena")
     func tableKeyLengths() {
         var table = ByteKeyTable<Int>()

@@ -51,6 +51,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("parse: packed datagram (\(linesPerDatagram) lines), no aggregation") { benchmark in
         let parser = StatsdLineParser()
         var sink = CountingSink()
+        benchmark.startMeasurement()
         var index = 0
         for _ in benchmark.scaledIterations {
             packed[index & 63].withUnsafeBytes { parser.parse($0, into: &sink) }

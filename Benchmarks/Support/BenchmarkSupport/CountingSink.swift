@@ -21,7 +21,7 @@ public struct CountingSink: StatsdSampleSink {
     public mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {}
     /// Takes every line the parser's hot path offers, as a sink that knew every key would.
     public mutating func knownKeyLine(
-        kind: MetricKind, key: ScannedKey, value: Double, sampleRate: Double, isDelta: Bool
+        kind: MetricKind, key: ScannedKey, value: Double, inverseRate: Double, isDelta: Bool
     ) -> Bool {
         self.count &+= key.bytes.count
         return true

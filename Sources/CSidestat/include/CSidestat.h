@@ -9,11 +9,39 @@
 extern "C" {
 #endif
 
-/// A batch receiver: `count` buffers of `size` bytes each, laid out back to back in `buffers`.
+/// A bit for each of the 16 bytes at `p` that is a ':' or a '\n' (bit i for byte i): the statsd parser's key
+/// scan, one vector compare instead of a loop. `p` must have 16 readable bytes.
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static inline uint32_t sidestat_colons_newlines16(const void *p) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+    __m128i stops = _mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':')), _mm_cmpeq_epi8(bytes, _mm_set1_epi8('\n')));
+    return (uint32_t)_mm_movemask_epi8(stops);
+}
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+static inline uint32_t sidestat_colons_newlines16(const void *p) {
+    uint8x16_t bytes = vld1q_u8((const uint8_t *)p);
+    uint8x16_t stops = vorrq_u8(vceqq_u8(bytes, vdupq_n_u8(':')), vceqq_u8(bytes, vdupq_n_u8('\n')));
+    static const uint8_t weights[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    uint8x16_t bits = vandq_u8(stops, vld1q_u8(weights));
+    return (uint32_t)vaddv_u8(vget_low_u8(bits)) | ((uint32_t)vaddv_u8(vget_high_u8(bits)) << 8);
+}
+#else
+static inline uint32_t sidestat_colons_newlines16(const void *p) {
+    const uint8_t *bytes = (const uint8_t *)p;
+    uint32_t stops = 0;
+    for (int i = 0; i < 16; i++) stops |= (uint32_t)(bytes[i] == ':' || bytes[i] == '\n') << i;
+    return stops;
+}
+#endif
+
+/// A batch receiver: `count` buffers, `stride` bytes apart in `buffers`, each receiving at most `capacity` bytes.
 /// Receives up to `count` datagrams with one recvmmsg(2) call and writes each datagram's length
 /// into `lengths`. `flags` is passed to recvmmsg (MSG_DONTWAIT for a non-blocking drain).
 /// Returns the number of datagrams, 0 on timeout or would-block, or -errno on error.
-int sidestat_recv_batch(int fd, uint8_t *buffers, size_t size, unsigned count, uint32_t *lengths, int flags);
+int sidestat_recv_batch(int fd, uint8_t *buffers, size_t stride, size_t capacity, unsigned count, uint32_t *lengths,
+                        int flags);
 
 /// MSG_DONTWAIT, for Swift.
 int sidestat_msg_dontwait(void);
