@@ -141,17 +141,23 @@ public struct MetricStore: StatsdSampleSink, Sendable {
             parser.parse(datagram, into: &self)
             return
         }
-        self.ingest(terminated: copy, parser: parser)
+        self.ingestLines(copy, parser: parser)
     }
 
     /// `ingest` without the copy, for a datagram that is already followed by a '\n' and 16 more readable bytes (as
     /// the UDP reader's buffers are).
     @inline(__always)
     public mutating func ingest(terminated datagram: UnsafeRawBufferPointer, parser: StatsdLineParser) {
-        if self.keyCounts != nil {
+        guard self.keyCounts == nil else {
             parser.parse(datagram, into: &self)
             return
         }
+        self.ingestLines(datagram, parser: parser)
+    }
+
+    /// Alternates the hot path and the general parser over a terminated datagram.
+    @inline(__always)
+    mutating func ingestLines(_ datagram: UnsafeRawBufferPointer, parser: StatsdLineParser) {
         var start = 0
         while start < datagram.count {
             start = self.ingestKnownKeyLines(datagram, from: start, parser: parser)
@@ -192,15 +198,9 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         }
     }
 
-    /// A counter's value as statsd counts it.
-    @inline(__always)
-    static func scaled(_ value: Double, _ sampleRate: Double) -> Double {
-        value * (1 / sampleRate)
-    }
-
     @inline(__always)
     public mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        self.counters.update(key, initial: 0) { $0 += Self.scaled(value, sampleRate) }
+        self.counters.update(key, initial: 0) { $0 += value * (1 / sampleRate) }
     }
 
     @inline(__always)
