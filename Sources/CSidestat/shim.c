@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -100,6 +102,11 @@ size_t sidestat_page_out_executable(void) {
 
 int sidestat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+int sidestat_unacknowledged_bytes(int fd) {
+    int value = 0;
+    return ioctl(fd, SIOCOUTQ, &value) == 0 ? value : -1;
+}
+
 int sidestat_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 // ---- libcurl, loaded on first use -------------------------------------------------------------------------------
@@ -159,7 +166,8 @@ static size_t sidestat_discard(char *data, size_t size, size_t count, void *cont
 }
 
 int sidestat_http_request(const char *method, const char *url, const char *const *headers, int header_count,
-                          const void *body, size_t body_length, const char *userpwd, long timeout_ms, long *status,
+                          const void *body, size_t body_length, const char *userpwd, long timeout_ms,
+                          long connect_timeout_ms, long *status,
                           char *error, size_t error_size) {
     pthread_once(&curl.once, sidestat_load_curl);
     *status = 0;
@@ -179,7 +187,7 @@ int sidestat_http_request(const char *method, const char *url, const char *const
     curl.easy_setopt(handle, SIDESTAT_CURLOPT_NOSIGNAL, 1L);
     curl.easy_setopt(handle, SIDESTAT_CURLOPT_ERRORBUFFER, curl_error);
     curl.easy_setopt(handle, SIDESTAT_CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl.easy_setopt(handle, SIDESTAT_CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
     curl.easy_setopt(handle, SIDESTAT_CURLOPT_WRITEFUNCTION, sidestat_discard);
     if (list) curl.easy_setopt(handle, SIDESTAT_CURLOPT_HTTPHEADER, list);
     if (userpwd) curl.easy_setopt(handle, SIDESTAT_CURLOPT_USERPWD, userpwd);

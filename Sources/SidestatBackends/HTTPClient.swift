@@ -43,26 +43,35 @@ public enum HTTPClient {
         public var description: String
         /// The HTTP status, when there was a response; 0 for a connection or TLS failure.
         public var status: Int
-        /// Whether sending the same request again may succeed (5xx, 429, no response).
-        public var retryable: Bool { self.status == 0 || self.status == 429 || self.status >= 500 }
+        /// Whether a connection was made (false when it was refused or could not be made).
+        public var connected = true
+        /// Whether sending the same request again may succeed (no response, 408, 429, 5xx); any other status is the
+        /// upstream refusing the request for good.
+        public var retryable: Bool { self.status == 0 || self.status == 408 || self.status == 429 || self.status >= 500 }
     }
 
     /// Sends `request`; returns the 2xx status or throws a `Failure`.
-    public static func send(_ request: HTTPRequest, timeoutMilliseconds: Int) async throws(Failure) -> Int {
-        let outcome: (status: Int, error: String?) = await withCheckedContinuation { continuation in
-            let thread = ReaderThread(name: "sidestat-http") {
-                continuation.resume(returning: Self.perform(request, timeoutMilliseconds: timeoutMilliseconds))
-            }
-            thread.start()
+    public static func send(
+        _ request: HTTPRequest, timeoutMilliseconds: Int, connectTimeoutMilliseconds: Int? = nil
+    ) async throws(Failure) -> Int {
+        let connectTimeout = min(connectTimeoutMilliseconds ?? timeoutMilliseconds, timeoutMilliseconds)
+        let outcome = await ReaderThread.run(name: "sidestat-http") {
+            Self.perform(request, timeoutMilliseconds: timeoutMilliseconds, connectTimeoutMilliseconds: connectTimeout)
         }
-        if let error = outcome.error { throw Failure(description: error, status: outcome.status) }
+        if let error = outcome.error {
+            // libcurl's 6 and 7: the host could not be resolved or connected to (-1: libcurl is missing).
+            throw Failure(description: error, status: outcome.status, connected: ![-1, 6, 7].contains(outcome.code))
+        }
         guard (200..<300).contains(outcome.status) else {
             throw Failure(description: "HTTP \(outcome.status) from \(request.url)", status: outcome.status)
         }
         return outcome.status
     }
 
-    static func perform(_ request: HTTPRequest, timeoutMilliseconds: Int) -> (Int, String?) {
+    /// Returns the status, curl's result code and its error message (nil when a response came).
+    static func perform(
+        _ request: HTTPRequest, timeoutMilliseconds: Int, connectTimeoutMilliseconds: Int
+    ) -> (status: Int, code: Int32, error: String?) {
         var status = 0
         var error = [CChar](repeating: 0, count: 512)
         let headers: [UnsafeMutablePointer<CChar>?] = request.headers.map { strdup($0) }
@@ -72,10 +81,12 @@ public enum HTTPClient {
             request.body.withUnsafeBytes { body in
                 sidestat_http_request(
                     request.method, request.url, headerPointers.baseAddress, Int32(headerPointers.count),
-                    body.baseAddress, body.count, request.basicAuth, timeoutMilliseconds, &status, &error, error.count)
+                    body.baseAddress, body.count, request.basicAuth, timeoutMilliseconds, connectTimeoutMilliseconds, &status, &error, error.count)
             }
         }
-        if result != 0 { return (0, String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
-        return (status, nil)
+        if result != 0 {
+            return (0, result, String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return (status, 0, nil)
     }
 }

@@ -8,9 +8,9 @@ import SidestatAggregation
 
 /// An upstream that receives one finished interval per flush (Graphite, the console, ...).
 ///
-/// A backend owns its delivery: it retries, buffers and counts failures itself, and reports them through
-/// `status()`. `flush` must return by `deadline`, so that a slow upstream never delays the next flush or the
-/// other backends. A new upstream is one folder with a type that conforms to this protocol.
+/// A backend owns its delivery (backends that send somewhere use `Delivery`, which retries, buffers and counts
+/// failures) and reports it through `status()`. `flush` must return by `deadline`. A new upstream is one folder
+/// with a type that conforms to this protocol.
 public protocol MetricsBackend: Sendable {
     /// The name used in status output and logs, as statsd names it (`graphite`, `console`).
     var name: String { get }
@@ -24,10 +24,21 @@ public protocol MetricsBackend: Sendable {
 
     /// Whether the last flush was delivered, or a failed one is still held whole for retry (for `/readyz`).
     var isHealthy: Bool { get }
+
+    /// Whether `flush` may be called again before an earlier call has returned, so that each flush starts on time
+    /// whatever the upstream is doing with the one before. Otherwise flushes are handed over one at a time.
+    var flushesOverlap: Bool { get }
+
+    /// Whether the final flush should wait for the next flush tick (when it is near) rather than go at once: true
+    /// for an upstream such as Graphite, where a flush a moment after the previous one would share its time slot and
+    /// overwrite its value, and which is reachable (waiting cannot help a flush that will not be delivered).
+    var finalFlushWaitsForTick: Bool { get }
 }
 
 extension MetricsBackend {
     public var isHealthy: Bool { true }
+    public var flushesOverlap: Bool { false }
+    public var finalFlushWaitsForTick: Bool { false }
 }
 
 /// One flush as backends see it: statsd's `metrics` hash after `process_metrics`.

@@ -72,4 +72,12 @@ public final class ReaderThread: Sendable {
             if resumeNow { continuation.resume() }
         }
     }
+
+    /// Runs `body` on a thread of its own and returns its result: blocking I/O (a socket with deadlines, a libcurl
+    /// request) kept off the cooperative pool.
+    public static func run<Result: Sendable>(name: String, _ body: @escaping @Sendable () -> Result) async -> Result {
+        await withCheckedContinuation { continuation in
+            ReaderThread(name: name) { continuation.resume(returning: body()) }.start()
+        }
+    }
 }

@@ -40,7 +40,9 @@ public final class Daemon: Sendable {
             keyFlush: configuration.keyFlush != nil)
         let repeater =
             configuration.backends.contains(.repeater) && !configuration.repeater.isEmpty
-            ? Repeater(targets: configuration.repeater, tcp: configuration.repeaterTCP, logger: logger) : nil
+            ? Repeater(
+                targets: configuration.repeater, tcp: configuration.repeaterTCP,
+                shutdownTimeout: .milliseconds(configuration.shutdownTimeoutMilliseconds), logger: logger) : nil
         var udpListeners: [UDPListener] = []
         var streamListeners: [StreamListener] = []
         var nextShard = 0
@@ -197,6 +199,10 @@ public final class Daemon: Sendable {
             .init(service: self.flushService, serviceName: "flush")
         ]
         if let keyFlush = self.keyFlushService { services.append(.init(service: keyFlush, serviceName: "keyFlush")) }
+        // After the listeners have stopped, the repeater sends what they forwarded last.
+        if let repeater = self.backends.lazy.compactMap({ $0 as? Repeater }).first {
+            services.append(.init(service: repeater, serviceName: "repeater"))
+        }
         services.append(.init(service: self.management, serviceName: "management"))
         if let http = self.http { services.append(.init(service: http, serviceName: "http")) }
         for (index, listener) in self.streamListeners.enumerated() {

@@ -71,25 +71,32 @@ public struct FlushService: Service {
     }
 
     public func run() async {
-        // Each backend delivers from its own queue, so a slow or dead upstream never holds up the flush tick, ingest
-        // or the other backends. A queued flush carries its deadline (one interval after its tick), so a backend that
-        // fell behind fails the stale ones fast into its retry buffer instead of piling them up.
+        // Each backend takes flushes from its own queue, so a slow or dead upstream never holds up the flush tick,
+        // ingest or the other backends. A backend whose flushes may overlap gets each one as soon as it is due (its
+        // delivery engine bounds how many are under way); the others get them one at a time. A flush carries its
+        // deadline (one interval after its tick, at least a second), by when what it could not send goes back to
+        // the retry buffer.
         var mailboxes: [AsyncStream<(FlushData, ContinuousClock.Instant)>.Continuation] = []
         await withDiscardingTaskGroup { group in
             for backend in self.backends {
                 let (stream, continuation) = AsyncStream<(FlushData, ContinuousClock.Instant)>.makeStream()
                 mailboxes.append(continuation)
                 group.addTask {
-                    for await (data, deadline) in stream {
-                        await backend.flush(data, deadline: deadline, logger: self.logger)
+                    await withDiscardingTaskGroup { flushes in
+                        for await (data, deadline) in stream {
+                            if backend.flushesOverlap {
+                                flushes.addTask { await backend.flush(data, deadline: deadline, logger: self.logger) }
+                            } else {
+                                await backend.flush(data, deadline: deadline, logger: self.logger)
+                            }
+                        }
                     }
                 }
             }
             await self.tick { data, deadline in
                 for mailbox in mailboxes { mailbox.yield((data, deadline)) }
             }
-            // The final flush is in every queue: the group waits until every backend has delivered it (or its
-            // deadline passed).
+            // The final flush is in every queue: the group waits until every backend has delivered it (or given up).
             for mailbox in mailboxes { mailbox.finish() }
         }
     }
@@ -125,10 +132,12 @@ public struct FlushService: Service {
 
     /// A final flush at once would report part of an interval under a timestamp that can share Graphite's slot with
     /// the flush just before it (whisper keeps the last value written to a slot, so that whole interval would be
-    /// replaced by the part). When the next tick leaves enough of the shutdown deadline for delivery (at least 2 s,
-    /// or half of it), the final flush waits for the tick and lands where the next flush would have; otherwise it
-    /// goes at once.
+    /// replaced by the part). When a backend can lose a value that way (`finalFlushWaitsForTick`) and the next tick
+    /// leaves enough of the shutdown deadline for delivery (at least 2 s, or half of it), the final flush waits for
+    /// the tick and lands where the next flush would have; otherwise (the console, Prometheus, an unreachable
+    /// Graphite) it goes at once.
     func waitForNearTick(interval: Int) async {
+        guard self.backends.contains(where: \.finalFlushWaitsForTick) else { return }
         let now = DaemonState.unixMilliseconds()
         let elapsed = now - self.state.startupTime * 1000
         let untilTick = self.state.startupTime * 1000 + (elapsed / interval + 1) * interval - now

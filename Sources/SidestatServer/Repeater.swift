@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import Logging
+import ServiceLifecycle
 import SidestatBackends
 import SidestatConfiguration
 import Synchronization
@@ -17,35 +18,58 @@ import Darwin
 /// statsd's repeater backend: every packet received (bad lines included) is forwarded unchanged to other statsd
 /// servers, over UDP, or over TCP with a newline after each packet that lacks one.
 ///
-/// Forwarding never blocks ingest: UDP sends are non-blocking (a full socket buffer drops the packet, counted), and
-/// TCP goes through a bounded queue that a thread of its own writes out, reconnecting after failures.
-public final class Repeater: MetricsBackend, @unchecked Sendable {
-    // @unchecked: `udpSockets` is written once in `init`; the TCP state is behind `queue`.
+/// Forwarding never blocks ingest. UDP sends are non-blocking (a full socket buffer drops the packet, counted).
+/// Over TCP each target has its own bounded queue, drained by the delivery engine over one kept connection: every
+/// packet reaches every target, in order, once; what a target cannot take yet is retried. On shutdown (after the
+/// listeners have stopped) each target gets what is left, and the connection is closed once the target has read it.
+public final class Repeater: MetricsBackend, Service, @unchecked Sendable {
+    // @unchecked: `udpSockets` and `tcpTargets` are written once in `init`; everything else is atomic or locked.
     public let name = "repeater"
-    let targets: [RepeaterTarget]
-    let tcp: Bool
     private var udpSockets: [Int32] = []
+    private var tcpTargets: [TCPTarget] = []
     private let forwarded = Atomic<Int>(0)
     private let dropped = Atomic<Int>(0)
-    private let queue = Mutex<(packets: [[UInt8]], bytes: Int, stopping: Bool)>(([], 0, false))
-    private var threads: [ReaderThread] = []
+    /// Bytes each TCP target may hold while it cannot be reached.
     static let queueLimit = 4 * 1024 * 1024
+    let shutdownTimeout: Duration
     let logger: Logger
 
-    public init(targets: [RepeaterTarget], tcp: Bool, logger: Logger) {
-        self.targets = targets
-        self.tcp = tcp
-        self.logger = logger
-        if !tcp {
-            for target in targets {
-                if let fd = Self.connect(target, type: Int32(SOCK_DGRAM.rawValue)) { self.udpSockets.append(fd) }
+    /// One TCP target: packets not yet handed to its delivery, and a signal that there are some.
+    final class TCPTarget: Sendable {
+        let delivery: Delivery<StreamTransport>
+        let pending = Mutex<(bytes: [UInt8], packets: Int)>(([], 0))
+        let signal: AsyncStream<Void>
+        let continuation: AsyncStream<Void>.Continuation
+
+        init(_ target: RepeaterTarget) {
+            self.delivery = Delivery(
+                name: "repeater",
+                transport: StreamTransport(
+                    label: "repeater \(target.host):\(target.port)", host: target.host, port: target.port,
+                    keepsConnection: true),
+                retryBufferBytes: Repeater.queueLimit, maxAttempts: 1, startupTime: 0)
+            (self.signal, self.continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        }
+
+        /// Takes what is pending, as one payload.
+        func take() -> StreamPayload? {
+            self.pending.withLock { pending in
+                guard pending.packets > 0 else { return nil }
+                defer { pending = ([], 0) }
+                return StreamPayload(bytes: pending.bytes, points: pending.packets)
             }
+        }
+    }
+
+    public init(targets: [RepeaterTarget], tcp: Bool, shutdownTimeout: Duration = .seconds(10), logger: Logger) {
+        self.shutdownTimeout = shutdownTimeout
+        self.logger = logger
+        if tcp {
+            self.tcpTargets = targets.map(TCPTarget.init)
         } else {
             for target in targets {
-                let thread = ReaderThread(name: "sidestat-repeat") { [self] in self.tcpLoop(target) }
-                self.threads.append(thread)
+                if let fd = Self.connectUDP(target) { self.udpSockets.append(fd) }
             }
-            for thread in self.threads { thread.start() }
         }
     }
 
@@ -55,87 +79,88 @@ public final class Repeater: MetricsBackend, @unchecked Sendable {
 
     /// Forwards one received packet (called on the ingest path).
     public func forward(_ packet: UnsafeRawBufferPointer) {
-        if !self.tcp {
-            for fd in self.udpSockets {
-                if send(fd, packet.baseAddress, packet.count, Int32(MSG_DONTWAIT)) >= 0 {
-                    self.forwarded.wrappingAdd(1, ordering: .relaxed)
-                } else {
-                    self.dropped.wrappingAdd(1, ordering: .relaxed)
-                }
+        for fd in self.udpSockets {
+            if send(fd, packet.baseAddress, packet.count, Int32(MSG_DONTWAIT)) >= 0 {
+                self.forwarded.wrappingAdd(1, ordering: .relaxed)
+            } else {
+                self.dropped.wrappingAdd(1, ordering: .relaxed)
             }
-            return
         }
-        var bytes = Array(packet)
-        if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
-        let accepted = self.queue.withLock { queue -> Bool in
-            guard queue.bytes + bytes.count <= Self.queueLimit * max(1, self.targets.count) else { return false }
-            queue.packets.append(bytes)
-            queue.bytes += bytes.count
-            return true
+        let newline = packet.last != UInt8(ascii: "\n")
+        for target in self.tcpTargets {
+            let accepted = target.pending.withLock { pending -> Bool in
+                guard pending.bytes.count + packet.count < Self.queueLimit else { return false }
+                pending.bytes.append(contentsOf: packet)
+                if newline { pending.bytes.append(UInt8(ascii: "\n")) }
+                pending.packets += 1
+                return true
+            }
+            if accepted {
+                target.continuation.yield()
+            } else {
+                self.dropped.wrappingAdd(1, ordering: .relaxed)
+            }
         }
-        if !accepted { self.dropped.wrappingAdd(1, ordering: .relaxed) }
     }
 
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {}
 
     public func status() -> [(name: String, value: Double)] {
-        [
+        let lost = self.tcpTargets.reduce(0) { $0 + $1.delivery.statistics.droppedPoints }
+        return [
             ("forwarded_packets", Double(self.forwarded.load(ordering: .relaxed))),
-            ("dropped_packets", Double(self.dropped.load(ordering: .relaxed))),
+            ("dropped_packets", Double(self.dropped.load(ordering: .relaxed) + lost)),
         ]
     }
 
-    /// Stops the TCP writers after they have written what is queued (or given up).
-    public func stop() async {
-        self.queue.withLock { $0.stopping = true }
-        for thread in self.threads { await thread.finished() }
+    /// Delivers each TCP target's packets as they come; on graceful shutdown, delivers what is left and returns.
+    public func run() async {
+        guard !self.tcpTargets.isEmpty else {
+            // UDP sends need no service; returning early would end the group.
+            try? await gracefulShutdown()
+            return
+        }
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for target in self.tcpTargets {
+                    group.addTask { await self.run(target) }
+                }
+            }
+        } onGracefulShutdown: {
+            for target in self.tcpTargets { target.continuation.finish() }
+        }
     }
 
-    /// One TCP target: take what is queued, write it, reconnect when the connection fails.
-    private func tcpLoop(_ target: RepeaterTarget) {
-        var fd: Int32 = -1
-        while true {
-            let (batch, stopping) = self.queue.withLock { queue -> ([[UInt8]], Bool) in
-                let taken = queue.packets
-                queue.packets = []
-                queue.bytes = 0
-                return (taken, queue.stopping)
-            }
-            if batch.isEmpty {
-                if stopping { break }
-                usleep(5_000)
-                continue
-            }
-            var pending = batch.flatMap { $0 }
-            var attempts = 0
-            while !pending.isEmpty {
-                if fd < 0 { fd = Self.connect(target, type: Int32(SOCK_STREAM.rawValue)) ?? -1 }
-                let written = fd < 0 ? -1 : pending.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if written > 0 {
-                    pending.removeFirst(written)
-                    self.forwarded.wrappingAdd(1, ordering: .relaxed)
-                    continue
-                }
-                if fd >= 0 { close(fd) }
-                fd = -1
-                attempts += 1
-                if attempts > 3 || self.queue.withLock({ $0.stopping }) {
-                    self.dropped.wrappingAdd(batch.count, ordering: .relaxed)
-                    break
-                }
-                usleep(200_000)
+    private func run(_ target: TCPTarget) async {
+        for await _ in target.signal {
+            await self.deliver(target, isFinal: false)
+            if target.delivery.statistics.queuedBytes > 0 {
+                // The target could not take it: try again in a while, or with the next packet.
+                try? await Task.sleep(for: .milliseconds(500))
+                target.continuation.yield()
             }
         }
-        if fd >= 0 { close(fd) }
+        await self.deliver(target, isFinal: true)
     }
 
-    static func connect(_ target: RepeaterTarget, type: Int32) -> Int32? {
+    private func deliver(_ target: TCPTarget, isFinal: Bool) async {
+        var payload = target.take()
+        let deadline = ContinuousClock.now + (isFinal ? self.shutdownTimeout : .seconds(5))
+        let delivered = await target.delivery.deliver(
+            {
+                defer { payload = nil }
+                return payload
+            }, isFinal: isFinal, deadline: deadline, logger: self.logger)
+        self.forwarded.wrappingAdd(delivered, ordering: .relaxed)
+    }
+
+    static func connectUDP(_ target: RepeaterTarget) -> Int32? {
         var hints = addrinfo()
-        hints.ai_socktype = type
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
         var result: UnsafeMutablePointer<addrinfo>? = nil
         guard getaddrinfo(target.host, String(target.port), &hints, &result) == 0, let info = result else { return nil }
         defer { freeaddrinfo(result) }
-        let fd = socket(info.pointee.ai_family, type, 0)
+        let fd = socket(info.pointee.ai_family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         guard Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
             close(fd)

@@ -63,16 +63,21 @@ size_t sidestat_page_out_executable(void);
 /// pipe2(O_CLOEXEC): a pipe whose ends are not inherited by other children.
 int sidestat_pipe_cloexec(int fds[2]);
 
+/// Bytes written to the TCP socket `fd` that the peer has not acknowledged yet (ioctl SIOCOUTQ), or -1.
+int sidestat_unacknowledged_bytes(int fd);
+
 /// Makes this process the subreaper of its descendants (PR_SET_CHILD_SUBREAPER).
 int sidestat_set_child_subreaper(void);
 
 /// An HTTP request through libcurl, loaded with dlopen on first use (so Sidestat links no HTTP or TLS library, and
 /// costs nothing until an HTTP upstream is configured). `headers` is an array of `header_count` "Name: value"
-/// strings; `userpwd` ("user:password", for basic auth) may be NULL. On return `*status` holds the HTTP status (0
+/// strings; `userpwd` ("user:password", for basic auth) may be NULL. `timeout_ms` bounds the whole request,
+/// `connect_timeout_ms` (at most `timeout_ms`) the connection. On return `*status` holds the HTTP status (0
 /// when no response came) and `error` (of `error_size` bytes) a message when the result is not 0.
 /// Returns 0 when a response was received, -1 when libcurl cannot be loaded, and curl's error code otherwise.
 int sidestat_http_request(const char *method, const char *url, const char *const *headers, int header_count,
-                          const void *body, size_t body_length, const char *userpwd, long timeout_ms, long *status,
+                          const void *body, size_t body_length, const char *userpwd, long timeout_ms,
+                          long connect_timeout_ms, long *status,
                           char *error, size_t error_size);
 
 #ifdef __cplusplus

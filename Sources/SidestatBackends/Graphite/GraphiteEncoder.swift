@@ -31,11 +31,8 @@ public struct GraphiteStatistics: Sendable, Hashable {
 /// of a name (namespaces, `.rate`, each timer statistic's `.name`) is prepared once per flush, so a line costs
 /// copies of bytes and a number, with no reference counting.
 public struct GraphiteEncoder {
-    public struct Chunk: Sendable {
-        public var bytes: [UInt8]
-        /// The metric lines (datapoints) in `bytes`.
-        public var points: Int
-    }
+    /// A part of the payload, and the metric lines (datapoints) in it.
+    public typealias Chunk = StreamPayload
 
     let data: FlushData
     let configuration: GraphiteConfiguration

@@ -24,170 +24,70 @@ public struct MetricName: Sendable {
     }
 }
 
-/// The figures every backend keeps about its deliveries (statsd's `graphiteStats`, for each upstream).
-public struct DeliveryStatistics: Sendable {
-    /// Unix seconds of the last successful delivery.
-    public var lastFlush: Double
-    /// Unix seconds of the last failure.
-    public var lastException: Double
-    /// Milliseconds the last delivery took.
-    public var flushTime: Double = 0
-    /// Bytes of the last delivered flush.
-    public var flushLength: Double = 0
-    public var queuedBytes = 0
-    public var droppedPoints = 0
-
-    public init(startupTime: Double) {
-        self.lastFlush = startupTime
-        self.lastException = startupTime
-    }
-
-    var status: [(name: String, value: Double)] {
-        [
-            ("last_flush", self.lastFlush), ("last_exception", self.lastException), ("flush_time", self.flushTime),
-            ("flush_length", self.flushLength), ("queued_bytes", Double(self.queuedBytes)),
-            ("dropped_points", Double(self.droppedPoints)),
-        ]
-    }
-}
-
-/// An upstream reached with HTTP requests (Librato, InfluxDB, OTLP): each flush is encoded into requests, sent in
-/// order after any still buffered from earlier flushes. A request that fails in a way that may pass later (no
-/// response, 5xx, 429) is kept, with the rest of the flush, in a buffer bounded by `retryBufferBytes` (the oldest
-/// dropped and counted past the bound); one the upstream refuses (other 4xx) is dropped and counted at once.
+/// An upstream reached with HTTP requests (Librato, InfluxDB, OTLP): each flush is encoded into requests and handed
+/// to the delivery engine, which sends them after any still held from earlier flushes. A request that fails in a way
+/// that may pass later (no response, 408, 429, 5xx) is kept, with the rest of the flush, for the next flush; one the
+/// upstream refuses (any other status) is dropped and counted at once.
 public final class HTTPBackend: MetricsBackend {
     public let name: String
     let encode: @Sendable (FlushData) -> [HTTPRequest]
-    let retryBufferBytes: Int
-
-    struct State {
-        var statistics: DeliveryStatistics
-        var queue: [HTTPRequest] = []
-    }
-
-    let state: Mutex<State>
+    let delivery: Delivery<HTTPTransport>
 
     public init(
         name: String, retryBufferBytes: Int, startupTime: Double, encode: @escaping @Sendable (FlushData) -> [HTTPRequest]
     ) {
         self.name = name
         self.encode = encode
-        self.retryBufferBytes = retryBufferBytes
-        self.state = Mutex(State(statistics: DeliveryStatistics(startupTime: startupTime)))
+        self.delivery = Delivery(
+            name: name, transport: HTTPTransport(name: name), retryBufferBytes: retryBufferBytes,
+            startupTime: startupTime)
     }
 
-    public var statistics: DeliveryStatistics { self.state.withLock { $0.statistics } }
+    package var statistics: DeliveryStatistics { self.delivery.statistics }
 
     public func status() -> [(name: String, value: Double)] { self.statistics.status }
 
-    public var isHealthy: Bool {
-        self.state.withLock { $0.statistics.lastFlush >= $0.statistics.lastException || $0.statistics.droppedPoints == 0 }
-    }
+    public var isHealthy: Bool { self.delivery.isHealthy }
+
+    public var flushesOverlap: Bool { true }
 
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
-        let clock = ContinuousClock()
-        let start = clock.now
-        let fresh = self.encode(data)
-        // Until the upstream confirms them, the held requests and this flush's count as queued.
-        let queued = self.state.withLock { state -> [HTTPRequest] in
-            defer {
-                state.queue = []
-                state.statistics.queuedBytes += fresh.reduce(0) { $0 + $1.body.count }
-            }
-            return state.queue
-        }
-        var pending = queued + fresh
-        var index = 0
-        var sentBytes = 0
-        var refused = 0
-        while index < pending.count {
-            let remaining = deadline - clock.now
-            let milliseconds = Int(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
-            do throws(HTTPClient.Failure) {
-                guard milliseconds > 0 else {
-                    throw HTTPClient.Failure(description: "the flush deadline passed", status: 0)
-                }
-                _ = try await HTTPClient.send(pending[index], timeoutMilliseconds: min(milliseconds, 10_000))
-                sentBytes += pending[index].body.count
-                self.state.withLock { $0.statistics.queuedBytes -= pending[index].body.count }
-                index += 1
-            } catch {
-                self.state.withLock { $0.statistics.lastException = DaemonClock.unixSeconds() }
-                if !error.retryable {
-                    // The upstream refuses this payload: sending it again cannot help.
-                    refused += pending[index].points
-                    self.state.withLock {
-                        $0.statistics.droppedPoints += pending[index].points
-                        $0.statistics.queuedBytes -= pending[index].body.count
-                    }
-                    logger.error(
-                        "Upstream refused a flush; its datapoints are dropped",
-                        metadata: ["backend.name": "\(self.name)", "error": "\(error)", "flush.dropped_points": "\(pending[index].points)"])
-                    index += 1
-                    continue
-                }
-                if data.isFinal, clock.now < deadline - .milliseconds(250) {
-                    try? await Task.sleep(for: .milliseconds(200))
-                    continue
-                }
-                let rest = Array(pending[index...])
-                pending = []
-                let (dropped, queuedBytes, queuedPoints) = self.requeue(rest)
-                if data.isFinal {
-                    logger.error(
-                        "Final flush could not be delivered; datapoints are lost",
-                        metadata: [
-                            "backend.name": "\(self.name)", "flush.lost_points": "\(queuedPoints + dropped)",
-                            "error": "\(error)",
-                        ])
-                } else {
-                    logger.warning(
-                        "Flush failed; keeping it for the next flush",
-                        metadata: [
-                            "backend.name": "\(self.name)", "error": "\(error)", "retry.queued_bytes": "\(queuedBytes)",
-                            "retry.dropped_points": "\(dropped)",
-                        ])
-                }
-                return
-            }
-        }
-        let elapsed = clock.now - start
-        self.state.withLock { state in
-            if refused == 0 || index > 0 { state.statistics.lastFlush = DaemonClock.unixSeconds() }
-            state.statistics.flushTime = Double(elapsed.components.seconds * 1000)
-                + Double(elapsed.components.attoseconds / 1_000_000_000_000_000)
-            state.statistics.flushLength = Double(sentBytes)
-        }
-        if !queued.isEmpty && refused == 0 {
-            logger.info(
-                "Delivered flushes held back while the upstream was unreachable",
-                metadata: ["backend.name": "\(self.name)", "flush.replayed_requests": "\(queued.count)"])
-        }
-    }
-
-    /// Puts requests back at the end of the buffer, dropping the oldest past the bound.
-    /// Returns (points dropped now, bytes queued, points queued).
-    func requeue(_ requests: [HTTPRequest]) -> (Int, Int, Int) {
-        self.state.withLock { state in
-            state.queue += requests
-            var bytes = state.queue.reduce(0) { $0 + $1.body.count }
-            var dropped = 0
-            while bytes > self.retryBufferBytes, !state.queue.isEmpty {
-                let oldest = state.queue.removeFirst()
-                bytes -= oldest.body.count
-                dropped += oldest.points
-            }
-            state.statistics.queuedBytes = bytes
-            state.statistics.droppedPoints += dropped
-            return (dropped, bytes, state.queue.reduce(0) { $0 + $1.points })
-        }
+        var requests = self.encode(data).makeIterator()
+        await self.delivery.deliver({ requests.next() }, isFinal: data.isFinal, deadline: deadline, logger: logger)
     }
 }
 
-/// Wall-clock time, as statsd reads it.
-enum DaemonClock {
-    static func unixSeconds() -> Double {
-        GraphiteBackend.unixSeconds()
+extension HTTPRequest: DeliveryPayload {
+    public var byteCount: Int { self.body.count }
+}
+
+/// Sends requests once: a 2xx response delivers one; a status that says the upstream will never take it drops it.
+struct HTTPTransport: DeliveryTransport {
+    let name: String
+
+    func send(_ source: DeliverySource<HTTPRequest>, _ attempt: DeliveryAttempt) async -> DeliveryFailure? {
+        func milliseconds(until instant: ContinuousClock.Instant) -> Int {
+            let remaining = instant - .now
+            return Int(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
+        }
+        while let request = source.next() {
+            let remaining = milliseconds(until: attempt.deadline())
+            guard remaining > 0 else { return DeliveryFailure("\(self.name): the flush deadline passed", connected: true) }
+            do throws(HTTPClient.Failure) {
+                // At least 200 ms to connect, even past the attempt's connect window: a retry after an answer.
+                _ = try await HTTPClient.send(
+                    request, timeoutMilliseconds: min(remaining, 10_000),
+                    connectTimeoutMilliseconds: max(200, milliseconds(until: attempt.connectDeadline)))
+                source.confirm()
+            } catch {
+                guard error.retryable else {
+                    source.reject(because: "\(self.name): \(error)")
+                    continue
+                }
+                return DeliveryFailure("\(self.name): \(error)", connected: error.connected)
+            }
+        }
+        return nil
     }
 }
 

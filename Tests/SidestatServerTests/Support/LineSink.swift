@@ -7,7 +7,7 @@ import Foundation
 
 /// A TCP listener on 127.0.0.1 that records every line it receives, per connection, as carbon's plaintext
 /// receiver would read them: the test's view of the Graphite wire. It can be stopped and started again on the
-/// same port to play an outage.
+/// same port to play an outage, and can misbehave as real upstreams do (`Behaviour`).
 final class LineSink: @unchecked Sendable {
     struct Line: Hashable {
         var name: String
@@ -15,13 +15,30 @@ final class LineSink: @unchecked Sendable {
         var timestamp: Int
     }
 
+    /// How the listener treats its connections.
+    enum Behaviour {
+        /// Reads each connection to its end, then closes it (as carbon-cache does).
+        case normal
+        /// Never reads nor closes the first connection it accepts; reads later ones normally.
+        case staleFirst
+        /// Reads every connection at `bytesPerSecond`.
+        case slow(bytesPerSecond: Int)
+        /// Reads everything but never closes a connection.
+        case noClose
+    }
+
     private let lock = NSCondition()
     private var connections: [[String]] = []
+    /// When each connection was accepted.
+    private var acceptTimes: [Date] = []
+    private var held: [Int32] = []
     private var listener: Int32 = -1
     private(set) var port: Int = 0
     private var running = false
+    let behaviour: Behaviour
 
-    init(port: Int = 0) throws {
+    init(port: Int = 0, behaviour: Behaviour = .normal) throws {
+        self.behaviour = behaviour
         try self.start(port: port)
     }
 
@@ -29,6 +46,11 @@ final class LineSink: @unchecked Sendable {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if case .staleFirst = self.behaviour {
+            // A small receive window, as a stuck carbon has: the unread connection fills up soon.
+            var size: Int32 = 4096
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port ?? self.port).bigEndian)
@@ -71,7 +93,11 @@ final class LineSink: @unchecked Sendable {
             self.lock.lock()
             let index = self.connections.count
             self.connections.append([])
+            self.acceptTimes.append(Date())
+            if case .staleFirst = self.behaviour, index == 0 { self.held.append(connection) }
+            self.lock.broadcast()
             self.lock.unlock()
+            if case .staleFirst = self.behaviour, index == 0 { continue }
             let thread = Thread { [self] in self.read(connection, index: index) }
             thread.start()
         }
@@ -80,9 +106,12 @@ final class LineSink: @unchecked Sendable {
     private func read(_ fd: Int32, index: Int) {
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
+        var want = buffer.count
+        if case .slow(let rate) = self.behaviour { want = max(1, rate / 10) }
         while true {
-            let count = recv(fd, &buffer, buffer.count, 0)
+            let count = recv(fd, &buffer, want, 0)
             if count <= 0 { break }
+            if case .slow = self.behaviour { Thread.sleep(forTimeInterval: 0.1) }
             pending += buffer[0..<count]
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = String(decoding: pending[..<newline], as: UTF8.self)
@@ -93,7 +122,31 @@ final class LineSink: @unchecked Sendable {
                 self.lock.unlock()
             }
         }
+        if case .noClose = self.behaviour {
+            self.lock.lock()
+            self.held.append(fd)
+            self.lock.unlock()
+            return
+        }
         close(fd)
+    }
+
+    /// When connection `index` was accepted (waiting for it).
+    func acceptTime(_ index: Int, timeout: Double = 10) -> Date? {
+        let deadline = Date().addingTimeInterval(timeout)
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        while index >= self.acceptTimes.count {
+            if !self.lock.wait(until: deadline) { return nil }
+        }
+        return self.acceptTimes[index]
+    }
+
+    /// Every line received so far, as it came, per connection.
+    var rawConnections: [[String]] {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        return self.connections
     }
 
     /// Every line received so far, parsed.
@@ -176,5 +229,6 @@ final class LineSink: @unchecked Sendable {
 
     deinit {
         if self.listener >= 0 { close(self.listener) }
+        for fd in self.held { close(fd) }
     }
 }

@@ -13,8 +13,10 @@ enum TestPaths {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    /// The `sidestat` executable built next to the test bundle.
+    /// The `sidestat` executable built next to the test bundle (or `SIDESTAT_TEST_BINARY`, to run the end-to-end
+    /// tests against another build).
     static var sidestat: String {
+        if let path = ProcessInfo.processInfo.environment["SIDESTAT_TEST_BINARY"] { return path }
         let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var directory = testBinary.deletingLastPathComponent()
         while directory.path != "/" {
@@ -228,6 +230,16 @@ enum Send {
         }
         return String(decoding: received, as: UTF8.self)
     }
+}
+
+/// Checks `condition` every 20 ms until it holds (true) or `timeout` seconds have passed (false).
+func waitUntil(timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return try condition()
 }
 
 /// A port free for both UDP and TCP on loopback (bound and released; good enough for a child that binds it next).
