@@ -82,6 +82,28 @@ extension EndToEnd {
             #expect(lines.reduce(0) { $0 + Int($1.value)! } == sent)
         }
 
+        @Test("an upstream that resets every connection: nothing arrives twice, and SIGTERM exits promptly")
+        func resettingUpstream() throws {
+            // 700 bytes: the counters come first in a flush and arrive; the rest of the flush is cut off.
+            let sink = try LineSink(behaviour: .resetAfter(bytes: 700))
+            let daemon = try SidestatProcess(
+                config: testConfig(graphitePort: sink.port, flushInterval: 500, extra: "shutdownTimeout: 5000"))
+            let keys = ["reset.a", "reset.b", "reset.c", "reset.d"]
+            var sent = 0
+            for _ in 0..<30 {
+                Send.udp([keys.map { "\($0):1|c" }.joined(separator: "\n")], port: daemon.udpPort)
+                sent += 1
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            let (status, elapsed) = try Self.stop(daemon, after: "reset.d")
+            #expect(status == 0)
+            #expect(elapsed < 2, "took \(elapsed) s\n\(daemon.output)")
+            for key in keys {
+                #expect(Self.total(sink, key) <= sent, "\(key) arrived more often than sent\n\(sink.rawConnections)")
+            }
+            #expect(Self.total(sink, "reset.a") > 0, "\(sink.rawConnections)")
+        }
+
         @Test("SIGTERM with a healthy carbon: the final flush is in carbon and the process exits at once")
         func sigtermHealthyCarbon() throws {
             let carbon = try CarbonCache()

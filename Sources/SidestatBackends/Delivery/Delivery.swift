@@ -353,6 +353,7 @@ package final class DeliverySource<Payload: DeliveryPayload>: @unchecked Sendabl
     private var pending: [Payload] = []
     private var pendingBytes = 0
     private var forgottenPoints = 0
+    private var forgottenBytes = 0
     private let keepBytes: Int
     private(set) var deliveredBytes = 0
     private(set) var deliveredPoints = 0
@@ -384,6 +385,7 @@ package final class DeliverySource<Payload: DeliveryPayload>: @unchecked Sendabl
             let oldest = self.pending.removeFirst()
             self.pendingBytes -= oldest.byteCount
             self.forgottenPoints += oldest.points
+            self.forgottenBytes += oldest.byteCount
         }
         return payload
     }
@@ -395,17 +397,33 @@ package final class DeliverySource<Payload: DeliveryPayload>: @unchecked Sendabl
         self.pending = []
         self.pendingBytes = 0
         self.forgottenPoints = 0
+        self.forgottenBytes = 0
     }
 
-    /// The payload taken last was cut short: its first `count` bytes, holding `points` datapoints, were delivered;
-    /// the rest stays to be retried.
-    package func confirmPrefix(of count: Int, points: Int, rest: Payload) {
-        guard self.pending.popLast() != nil else { return }
-        self.confirm()
-        self.deliveredBytes += count
-        self.deliveredPoints += points
-        self.pending = [rest]
-        self.pendingBytes = rest.byteCount
+    /// The first `count` bytes of what was taken were delivered: the payloads they hold whole are confirmed, and the
+    /// one they end in is cut by `split` (the points it delivered, and the rest to retry), or kept whole for retry
+    /// when `split` returns nil.
+    package func confirm(firstBytes count: Int, split: (Payload, Int) -> (points: Int, rest: Payload)?) {
+        var remaining = count - self.forgottenBytes
+        guard remaining >= 0 else { return }
+        self.deliveredBytes += self.forgottenBytes
+        self.deliveredPoints += self.forgottenPoints
+        self.forgottenBytes = 0
+        self.forgottenPoints = 0
+        var whole = 0
+        while whole < self.pending.count, self.pending[whole].byteCount <= remaining {
+            remaining -= self.pending[whole].byteCount
+            self.deliveredBytes += self.pending[whole].byteCount
+            self.deliveredPoints += self.pending[whole].points
+            whole += 1
+        }
+        self.pending.removeFirst(whole)
+        if remaining > 0, let first = self.pending.first, let (points, rest) = split(first, remaining) {
+            self.deliveredBytes += first.byteCount - rest.byteCount
+            self.deliveredPoints += points
+            self.pending[0] = rest
+        }
+        self.pendingBytes = self.pending.reduce(0) { $0 + $1.byteCount }
     }
 
     /// The payload taken last was refused for good: it is dropped and counted, never retried.
@@ -425,6 +443,7 @@ package final class DeliverySource<Payload: DeliveryPayload>: @unchecked Sendabl
         self.pending = []
         self.pendingBytes = 0
         self.forgottenPoints = 0
+        self.forgottenBytes = 0
         func add(_ payload: Payload) {
             rest.append(payload)
             bytes += payload.byteCount

@@ -85,17 +85,17 @@ package final class StreamTransport: DeliveryTransport {
             case .failure(let failure): return failure
             }
         }
+        // Bytes written in this attempt, and the last count of those the peer had not acknowledged.
+        var total = 0
+        var unacknowledged = 0
         while true {
-            let (written, failure) = self.write(payload.bytes, to: fd, deadline: attempt.deadline)
+            let (written, failure) = self.write(payload.bytes, to: fd, unacknowledged: &unacknowledged, deadline: attempt.deadline)
+            total += written
             if let failure {
                 close(fd)
-                if !attempt.isFinal, self.lineOriented,
-                    let end = payload.bytes[..<written].lastIndex(of: UInt8(ascii: "\n"))
-                {
-                    let lines = payload.bytes[...end].reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
-                    let rest = StreamPayload(bytes: Array(payload.bytes[(end + 1)...]), points: max(0, payload.points - lines))
-                    source.confirmPrefix(of: end + 1, points: lines, rest: rest)
-                }
+                // A regular flush's bytes count once in our kernel; the final flush's once the peer acknowledged them
+                // (the process is about to exit). Whole lines among them are not sent again.
+                source.confirm(firstBytes: attempt.isFinal ? total - unacknowledged : written, split: self.splitAtLine)
                 return failure
             }
             if !attempt.isFinal { source.confirm() }
@@ -103,9 +103,14 @@ package final class StreamTransport: DeliveryTransport {
             payload = next
         }
         if attempt.isFinal {
-            let failure = self.awaitClose(fd, deadline: attempt.deadline)
+            let failure = self.awaitClose(fd, unacknowledged: &unacknowledged, deadline: attempt.deadline)
             close(fd)
-            if failure == nil { source.confirm() }
+            if failure == nil {
+                source.confirm()
+            } else {
+                // Reset or no answer: what the peer acknowledged may have been read; it is not sent twice.
+                source.confirm(firstBytes: total - unacknowledged, split: self.splitAtLine)
+            }
             return failure
         }
         if self.keepsConnection {
@@ -114,6 +119,13 @@ package final class StreamTransport: DeliveryTransport {
             close(fd)
         }
         return nil
+    }
+
+    /// Cuts a payload after the last whole line within its first `count` bytes: the lines delivered, and the rest.
+    func splitAtLine(_ payload: StreamPayload, _ count: Int) -> (points: Int, rest: StreamPayload)? {
+        guard self.lineOriented, let end = payload.bytes[..<count].lastIndex(of: UInt8(ascii: "\n")) else { return nil }
+        let lines = payload.bytes[...end].reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+        return (lines, StreamPayload(bytes: Array(payload.bytes[(end + 1)...]), points: max(0, payload.points - lines)))
     }
 
     /// Connects without blocking past `deadline`.
@@ -152,14 +164,17 @@ package final class StreamTransport: DeliveryTransport {
     }
 
     /// Writes all of `bytes`; a failure if the peer resets or the deadline passes first, with how many bytes
-    /// were written.
-    func write(_ bytes: [UInt8], to fd: Int32, deadline: () -> ContinuousClock.Instant) -> (Int, DeliveryFailure?) {
+    /// were written. Keeps `unacknowledged` up to date (the socket forgets it once reset).
+    func write(
+        _ bytes: [UInt8], to fd: Int32, unacknowledged: inout Int, deadline: () -> ContinuousClock.Instant
+    ) -> (Int, DeliveryFailure?) {
         bytes.withUnsafeBytes { buffer -> (Int, DeliveryFailure?) in
             var offset = 0
             while offset < buffer.count {
                 let written = Glibc.send(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
                 if written > 0 {
                     offset += written
+                    unacknowledged = max(0, Int(sidestat_unacknowledged_bytes(fd)))
                     continue
                 }
                 let code = errno
@@ -176,13 +191,15 @@ package final class StreamTransport: DeliveryTransport {
     }
 
     /// After the final flush: half-closes, and waits until the upstream has read everything.
-    func awaitClose(_ fd: Int32, deadline: () -> ContinuousClock.Instant) -> DeliveryFailure? {
+    func awaitClose(_ fd: Int32, unacknowledged: inout Int, deadline: () -> ContinuousClock.Instant) -> DeliveryFailure? {
         shutdown(fd, Int32(SHUT_WR))
         var acknowledgedSince: ContinuousClock.Instant? = nil
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let now = ContinuousClock.now
-            if sidestat_unacknowledged_bytes(fd) == 0 {
+            let outstanding = Int(sidestat_unacknowledged_bytes(fd))
+            if outstanding >= 0 { unacknowledged = outstanding }
+            if outstanding == 0 {
                 let since = acknowledgedSince ?? now
                 acknowledgedSince = since
                 if now - since >= Self.closeGrace { return nil }

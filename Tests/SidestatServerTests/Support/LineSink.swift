@@ -25,6 +25,8 @@ final class LineSink: @unchecked Sendable {
         case slow(bytesPerSecond: Int)
         /// Reads everything but never closes a connection.
         case noClose
+        /// Reads the first `bytes` of each connection, then resets it (RST), as a load balancer in trouble does.
+        case resetAfter(bytes: Int)
     }
 
     private let lock = NSCondition()
@@ -108,9 +110,12 @@ final class LineSink: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var want = buffer.count
         if case .slow(let rate) = self.behaviour { want = max(1, rate / 10) }
+        var received = 0
+        if case .resetAfter(let limit) = self.behaviour { want = limit }
         while true {
             let count = recv(fd, &buffer, want, 0)
             if count <= 0 { break }
+            received += count
             if case .slow = self.behaviour { Thread.sleep(forTimeInterval: 0.1) }
             pending += buffer[0..<count]
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -120,6 +125,11 @@ final class LineSink: @unchecked Sendable {
                 self.connections[index].append(line)
                 self.lock.broadcast()
                 self.lock.unlock()
+            }
+            if case .resetAfter(let limit) = self.behaviour, received >= limit {
+                var linger = linger(l_onoff: 1, l_linger: 0)
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+                break
             }
         }
         if case .noClose = self.behaviour {
