@@ -2,7 +2,9 @@
 #include "CSidestat.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <dlfcn.h>
+#include <spawn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
@@ -101,6 +103,27 @@ size_t sidestat_page_out_executable(void) {
 }
 
 int sidestat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int sidestat_spawn_close_other_fds(void *actions) {
+    typedef int (*closefrom_fn)(posix_spawn_file_actions_t *, int);
+    static closefrom_fn closefrom = NULL;
+    static int looked = 0;
+    if (!looked) {
+        closefrom = (closefrom_fn)dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_addclosefrom_np");
+        looked = 1;
+    }
+    if (closefrom) return closefrom((posix_spawn_file_actions_t *)actions, 3);
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir) return -1;
+    int self = dirfd(dir);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        int fd = atoi(entry->d_name);
+        if (fd > 2 && fd != self) posix_spawn_file_actions_addclose((posix_spawn_file_actions_t *)actions, fd);
+    }
+    closedir(dir);
+    return 0;
+}
 
 int sidestat_unacknowledged_bytes(int fd) {
     int value = 0;

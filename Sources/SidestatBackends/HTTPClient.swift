@@ -58,12 +58,24 @@ public enum HTTPClient {
         let outcome = await ReaderThread.run(name: "sidestat-http") {
             Self.perform(request, timeoutMilliseconds: timeoutMilliseconds, connectTimeoutMilliseconds: connectTimeout)
         }
+        // Where the request went, for messages: `https://metrics-api.librato.com`.
+        let origin = request.url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).prefix(3)
+            .joined(separator: "/")
         if let error = outcome.error {
+            // One short sentence for the usual failures; libcurl's own text for the rare ones (TLS, say).
+            let reason: String
+            switch outcome.code {
+            case 6: reason = "cannot resolve the host name"
+            case 7: reason = "cannot connect (connection refused or no route)"
+            case 28: reason = "timed out"
+            default: reason = error
+            }
             // libcurl's 6 and 7: the host could not be resolved or connected to (-1: libcurl is missing).
-            throw Failure(description: error, status: outcome.status, connected: ![-1, 6, 7].contains(outcome.code))
+            throw Failure(
+                description: "\(origin): \(reason)", status: outcome.status, connected: ![-1, 6, 7].contains(outcome.code))
         }
         guard (200..<300).contains(outcome.status) else {
-            throw Failure(description: "HTTP \(outcome.status) from \(request.url)", status: outcome.status)
+            throw Failure(description: "\(origin): HTTP \(outcome.status)", status: outcome.status)
         }
         return outcome.status
     }

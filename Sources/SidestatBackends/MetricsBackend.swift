@@ -25,6 +25,12 @@ public protocol MetricsBackend: Sendable {
     /// Whether the last flush was delivered, or a failed one is still held whole for retry (for `/readyz`).
     var isHealthy: Bool { get }
 
+    /// Where the flushes go, for the start-up line (`carbon plaintext to 127.0.0.1:2003`).
+    var destination: String { get }
+
+    /// Whether flushes leave the process (false for the console, and for Graphite without `graphiteHost`).
+    var deliversUpstream: Bool { get }
+
     /// Whether `flush` may be called again before an earlier call has returned, so that each flush starts on time
     /// whatever the upstream is doing with the one before. Otherwise flushes are handed over one at a time.
     var flushesOverlap: Bool { get }
@@ -37,6 +43,7 @@ public protocol MetricsBackend: Sendable {
 
 extension MetricsBackend {
     public var isHealthy: Bool { true }
+    public var deliversUpstream: Bool { true }
     public var flushesOverlap: Bool { false }
     public var finalFlushWaitsForTick: Bool { false }
 }

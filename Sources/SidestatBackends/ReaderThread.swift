@@ -61,6 +61,9 @@ public final class ReaderThread: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Whether the thread's body has returned.
+    public var isFinished: Bool { self.state.withLock { $0.done } }
+
     /// Returns once the thread's body has returned.
     public func finished() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

@@ -31,8 +31,17 @@ public struct ConfigScriptError: Error, CustomStringConvertible, Sendable {
 /// (`require`, a regular expression, a loop, a call to another function) is an error that names its place.
 public struct ConfigScript {
     public static func evaluate(_ source: String, environment: [String: String]) throws(ConfigScriptError) -> JSValue {
+        try self.evaluateReportingUnset(source, environment: environment).value
+    }
+
+    /// Evaluates `source`, and names the `process.env` variables it read that are not set (their value was
+    /// `undefined`), so that a string built from one (`"undefined.statsd"`) can be explained.
+    public static func evaluateReportingUnset(
+        _ source: String, environment: [String: String]
+    ) throws(ConfigScriptError) -> (value: JSValue, unsetVariables: [String]) {
         var parser = Parser(source: source, environment: environment)
-        return try parser.parseProgram()
+        let value = try parser.parseProgram()
+        return (value, parser.unsetVariables)
     }
 }
 
@@ -272,6 +281,10 @@ private struct Parser {
     var token: Token = .end
     var tokenPosition = Lexer.Position(index: 0, line: 1, column: 1)
     let environment: [String: String]
+    /// `process.env` variables read that are not set.
+    var unsetVariables: [String] = []
+    /// The current nesting (see `maximumDepth`).
+    var depth = 0
     var scopes: [[String: JSValue]] = []
 
     init(source: String, environment: [String: String]) {
@@ -310,6 +323,10 @@ private struct Parser {
     }
 
     mutating func parseExpression() throws(ConfigScriptError) -> JSValue {
+        try self.nested { parser throws(ConfigScriptError) in try parser.parseConditional() }
+    }
+
+    mutating func parseConditional() throws(ConfigScriptError) -> JSValue {
         let condition = try self.parseBinary(precedence: 0)
         guard self.isPunctuator("?") else { return condition }
         try self.advance()
@@ -412,18 +429,33 @@ private struct Parser {
         }
     }
 
+    /// How deep brackets, braces, parentheses, unary operators and `?:` may nest: real files need a handful of
+    /// levels, and a hostile one must not exhaust the stack.
+    static let maximumDepth = 32
+
+    /// Counts one level of nesting around `body` (an expression inside brackets, braces, parentheses or `?:`, or
+    /// the operand of a unary operator).
+    mutating func nested(_ body: (inout Self) throws(ConfigScriptError) -> JSValue) throws(ConfigScriptError) -> JSValue {
+        guard self.depth < Self.maximumDepth else {
+            throw self.error("nested more than \(Self.maximumDepth) levels deep")
+        }
+        self.depth += 1
+        defer { self.depth -= 1 }
+        return try body(&self)
+    }
+
     mutating func parseUnary() throws(ConfigScriptError) -> JSValue {
         if self.isPunctuator("!") {
             try self.advance()
-            return .bool(!(try self.parseUnary()).truthy)
+            return .bool(!(try self.nested { parser throws(ConfigScriptError) in try parser.parseUnary() }).truthy)
         }
         if self.isPunctuator("-") {
             try self.advance()
-            return .number(-(try self.parseUnary()).numberValue)
+            return .number(-(try self.nested { parser throws(ConfigScriptError) in try parser.parseUnary() }).numberValue)
         }
         if self.isPunctuator("+") {
             try self.advance()
-            return .number((try self.parseUnary()).numberValue)
+            return .number((try self.nested { parser throws(ConfigScriptError) in try parser.parseUnary() }).numberValue)
         }
         return try self.parsePostfix()
     }
@@ -544,7 +576,11 @@ private struct Parser {
             } else {
                 return .object(JSObject(self.environment.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))
             }
-            return self.environment[variable].map { .string($0) } ?? .undefined
+            guard let value = self.environment[variable] else {
+                if !self.unsetVariables.contains(variable) { self.unsetVariables.append(variable) }
+                return .undefined
+            }
+            return .string(value)
         case "parseInt", "parseFloat", "Number", "String", "Boolean":
             return try self.callBuiltin(name)
         case "require", "import", "eval", "Function":

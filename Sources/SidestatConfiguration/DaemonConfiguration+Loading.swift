@@ -49,10 +49,12 @@ extension DaemonConfiguration {
                 file: path, problems: [.init(key: "(file)", message: "cannot read the file: \(error.reason)")])
         }
         let value: JSValue
+        let unset: [String]
         do {
-            value = try ConfigScript.evaluate(source, environment: environment)
+            (value, unset) = try ConfigScript.evaluateReportingUnset(source, environment: environment)
         } catch {
-            throw ConfigurationError(file: path, problems: [.init(key: "(syntax)", message: error.description)])
+            throw ConfigurationError(
+                file: path, problems: [.init(key: "(syntax)", message: error.message, line: error.line, column: error.column)])
         }
         guard case .object(let object) = value else {
             throw ConfigurationError(
@@ -61,7 +63,52 @@ extension DaemonConfiguration {
         }
         var result = try Self.from(object, file: path, environment: environment)
         result.configuration.path = path
+        if !unset.isEmpty {
+            // `process.env.KEY + ".statsd"` with KEY unset is the string "undefined.statsd": say which variable.
+            let names = unset.map { "process.env.\($0)" }.joined(separator: ", ")
+            for (key, text) in Self.strings(in: .object(object), path: "") where text.contains("undefined") {
+                result.warnings.append(
+                    "\(key) is \"\(text)\": it was built from an environment variable that is not set (\(names))")
+            }
+        }
         return result
+    }
+
+    /// Every string in a configuration value, with its key path (`graphite.globalPrefix`, `repeater[0].host`).
+    static func strings(in value: JSValue, path: String) -> [(String, String)] {
+        switch value {
+        case .string(let text): return [(path, text)]
+        case .object(let object):
+            return object.pairs.flatMap { Self.strings(in: $0.1, path: path.isEmpty ? $0.0 : path + "." + $0.0) }
+        case .array(let items):
+            return items.enumerated().flatMap { Self.strings(in: $0.1, path: "\(path)[\($0.0)]") }
+        default: return []
+        }
+    }
+
+    /// The known key a misspelt one most likely meant: the same letters in another case, or at most two edits
+    /// away (a third of the key's length for long keys).
+    static func nearestKey(to key: String, in known: Set<String>) -> String? {
+        if let sameLetters = known.first(where: { $0.lowercased() == key.lowercased() }) { return sameLetters }
+        let limit = max(2, key.count / 4)
+        let scored = known.map { ($0, Self.editDistance(key.lowercased(), $0.lowercased())) }.filter { $0.1 <= limit }
+        return scored.min { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }?.0
+    }
+
+    /// Levenshtein distance.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.unicodeScalars)
+        let b = Array(b.unicodeScalars)
+        guard !a.isEmpty else { return b.count }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in stride(from: 1, through: b.count, by: 1) {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 
     /// Builds a configuration from an evaluated config object, collecting every problem before failing.
@@ -73,7 +120,16 @@ extension DaemonConfiguration {
         c.source = object
 
         for key in object.keys where !Self.knownKeys.contains(key) {
-            reader.warnings.append("unknown configuration key \"\(key)\" is ignored")
+            let hint = Self.nearestKey(to: key, in: Self.knownKeys).map { " (did you mean \"\($0)\"?)" } ?? ""
+            reader.warnings.append("unknown configuration key \"\(key)\" is ignored\(hint)")
+        }
+        // statsd keys Sidestat does not act on: say so rather than seem to.
+        if object["automaticConfigReload"].truthy {
+            reader.warnings.append(
+                "automaticConfigReload is not supported and is ignored: the file is read once; restart to apply a change")
+        }
+        if !object["debugInterval"].isNullish {
+            reader.warnings.append("debugInterval is not supported and is ignored")
         }
 
         // Listeners: `servers`, or the top level as the only one.
@@ -151,11 +207,12 @@ extension DaemonConfiguration {
             c.flushIntervalMilliseconds = interval
         }
 
-        // percentThreshold: a number or a list; falsy means 90 (statsd's `|| 90`).
+        // percentThreshold: a number or a list; unset means 90. (statsd's `|| 90` also turns 0 and false into 90;
+        // 0 is an error here, as for every value that is not a percentile.)
         let thresholds: [JSValue]
         switch object["percentThreshold"] {
         case .array(let items): thresholds = items
-        case let value where !value.truthy: thresholds = [.number(90)]
+        case .undefined, .null: thresholds = [.number(90)]
         case let value: thresholds = [value]
         }
         c.percentThreshold = []
@@ -239,7 +296,6 @@ extension DaemonConfiguration {
         c.keyNameSanitize = reader.bool(object["keyNameSanitize"], key: "keyNameSanitize") ?? true
         c.dumpMessages = reader.bool(object["dumpMessages"], key: "dumpMessages") ?? false
         c.debug = reader.bool(object["debug"], key: "debug") ?? false
-        c.automaticConfigReload = reader.bool(object["automaticConfigReload"], key: "automaticConfigReload") ?? true
 
         if case .object(let keyFlush) = object["keyFlush"] {
             if let interval = reader.integer(keyFlush["interval"], key: "keyFlush.interval", in: 0...86_400_000, falsyDefault: 0),
@@ -357,14 +413,18 @@ extension DaemonConfiguration {
     ) {
         let explicitInstance = reader.string(object["instance"], key: "instance")
         c.instance = explicitInstance ?? Self.defaultInstance(environment: environment)
-        c.graphiteInstance = (explicitInstance != nil || environment["DYNO"] != nil) ? .path : .none
+        // statsd's names unless the file asks for an instance: the same file gives the same Graphite names as statsd.
+        c.graphiteInstance = explicitInstance != nil ? .path : .none
+        var explicitMode = false
         if case .object(let graphite) = object["graphite"], let mode = reader.string(graphite["instance"], key: "graphite.instance") {
+            explicitMode = true
             if let value = GraphiteInstance(rawValue: mode) {
                 c.graphiteInstance = value
             } else {
                 reader.problem("graphite.instance", "must be \"path\", \"tag\" or \"none\", got \"\(mode)\"")
             }
         }
+        if !explicitMode, let warning = c.instanceWarning(environment: environment) { reader.warnings.append(warning) }
         func section(_ key: String) -> JSObject {
             switch object[key] {
             case .object(let value): return value
@@ -493,8 +553,21 @@ extension DaemonConfiguration {
     }
 
     /// The effective configuration as a statsd config object, for `check-config`.
-    public var effectiveDescription: String {
+    public var effectiveDescription: String { self.effectiveDescription(showingSecrets: false) }
+
+    /// Whether a configuration key holds a secret (an API key, a token, a password, request headers): the management
+    /// port's `config` and `check-config` print such values as `***`.
+    public static func isSecret(_ key: String) -> Bool {
+        let lowered = key.lowercased()
+        return ["token", "apikey", "api_key", "password", "secret", "headers", "authorization"].contains {
+            lowered.contains($0)
+        }
+    }
+
+    /// The effective configuration; secrets (see `isSecret`) as `***` unless `showingSecrets`.
+    public func effectiveDescription(showingSecrets: Bool) -> String {
         var lines: [String] = ["{"]
+        func secret(_ value: String) -> String { showingSecrets ? quote(value) : "\"***\"" }
         func add(_ key: String, _ value: String) { lines.append("  \(key): \(value),") }
         func quote(_ s: String) -> String {
             var out = "\""
@@ -550,7 +623,6 @@ extension DaemonConfiguration {
         add("title", self.title.map(quote) ?? "false")
         add("healthStatus", quote(self.healthStatusUp ? "up" : "down"))
         add("log", "{ backend: \(quote(self.logBackend.rawValue)), application: \(quote(self.logApplication)) }")
-        add("automaticConfigReload", String(self.automaticConfigReload))
         add("graphiteHost", self.graphite.host.map(quote) ?? "undefined")
         add("graphitePort", String(self.graphite.port))
         add("graphitePicklePort", String(self.graphite.picklePort))
@@ -570,9 +642,15 @@ extension DaemonConfiguration {
         add("udpReaders", String(self.udpReaders))
         add("retryBufferBytes", String(self.retryBufferBytes))
         add("instance", quote(self.instance))
-        if let h = self.hostedGraphite { add("hostedGraphite", "{ apiKey: \"(set)\", host: \(quote(h.host)), port: \(h.port) }") }
-        if let l = self.librato { add("librato", "{ user: \(quote(l.user)), token: \"(set)\", source: \(quote(l.source)), api: \(quote(l.api)) }") }
-        if let i = self.influxdb { add("influxdb", "{ url: \(quote(i.url)), database: \(quote(i.database)) }") }
+        if let h = self.hostedGraphite { add("hostedGraphite", "{ apiKey: \(secret(h.apiKey)), host: \(quote(h.host)), port: \(h.port) }") }
+        if let l = self.librato { add("librato", "{ user: \(quote(l.user)), token: \(secret(l.token)), source: \(quote(l.source)), api: \(quote(l.api)) }") }
+        if let i = self.influxdb {
+            var parts = ["url: \(quote(i.url))", "database: \(quote(i.database))"]
+            if let username = i.username { parts.append("username: \(quote(username))") }
+            if let password = i.password { parts.append("password: \(secret(password))") }
+            if let token = i.token { parts.append("token: \(secret(token))") }
+            add("influxdb", "{ " + parts.joined(separator: ", ") + " }")
+        }
         if self.backends.contains(.prometheus) { add("prometheus", "{ address: \(quote(self.prometheus.address)), port: \(self.prometheus.port) }") }
         if let o = self.otlp { add("otlp", "{ endpoint: \(quote(o.endpoint)), serviceName: \(quote(o.serviceName)) }") }
         if !self.repeater.isEmpty {

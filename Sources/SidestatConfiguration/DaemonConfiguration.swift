@@ -134,7 +134,6 @@ public struct DaemonConfiguration: Sendable {
     public var healthStatusUp = true
     public var logBackend: LogBackend = .stdout
     public var logApplication = "statsd"
-    public var automaticConfigReload = true
     public var graphite = GraphiteConfiguration()
     public var consolePrettyPrint = false
 
@@ -178,7 +177,6 @@ public struct DaemonConfiguration: Sendable {
         configuration.backends = [.console]
         configuration.backendNames = ["./backends/console"]
         configuration.instance = Self.defaultInstance(environment: environment)
-        if environment["DYNO"] != nil { configuration.graphiteInstance = .path }
         if let key = environment["HOSTEDGRAPHITE_APIKEY"], !key.isEmpty {
             configuration.hostedGraphite = HostedGraphiteConfiguration(apiKey: key)
             configuration.backends.append(.hostedgraphite)
@@ -196,6 +194,16 @@ public struct DaemonConfiguration: Sendable {
             ("backends", .array([.string("./backends/console")])),
         ])
         return configuration
+    }
+
+    /// With `$DYNO` set and Graphite names that carry no instance (statsd's names, the default): a warning that
+    /// several dynos would overwrite each other's series, and what fixes it.
+    public func instanceWarning(environment: [String: String]) -> String? {
+        let sendsToGraphite = (self.backends.contains(.graphite) && self.graphite.host != nil)
+            || self.backends.contains(.hostedgraphite)
+        guard let dyno = environment["DYNO"], sendsToGraphite, self.graphiteInstance == .none else { return nil }
+        return "DYNO is set (\(dyno)) but Graphite names carry no instance, as statsd's do: several dynos would "
+            + "overwrite each other's series. Set graphite: {instance: \"path\"} (or \"tag\") to keep them apart"
     }
 
     /// `$DYNO`, else the host name.
@@ -286,13 +294,21 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
     public struct Problem: Sendable, Hashable {
         public var key: String
         public var message: String
+        /// Where in the file, for a syntax error.
+        public var line: Int? = nil
+        public var column: Int? = nil
     }
 
     public var file: String?
     public var problems: [Problem]
 
+    /// One line per problem: `FILE:LINE:COLUMN: message` for a syntax error, `FILE: key: message` for a value.
     public var description: String {
-        let prefix = self.file.map { "\($0): " } ?? ""
-        return self.problems.map { "\(prefix)\($0.key): \($0.message)" }.joined(separator: "\n")
+        self.problems.map { problem in
+            if let line = problem.line, let column = problem.column {
+                return "\(self.file ?? "(config)"):\(line):\(column): \(problem.message)"
+            }
+            return (self.file.map { "\($0): " } ?? "") + "\(problem.key): \(problem.message)"
+        }.joined(separator: "\n")
     }
 }

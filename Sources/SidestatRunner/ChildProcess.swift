@@ -14,7 +14,8 @@ import Darwin
 
 /// A child started with posix_spawn in a process group of its own (its pid is the group's id), with every signal
 /// back at its default (the parent ignores SIGTERM and SIGINT to handle them itself, and ignored signals would
-/// otherwise be inherited), stdin from /dev/null, and stdout and stderr either merged into one pipe or inherited.
+/// otherwise be inherited), stdin from /dev/null, stdout and stderr either merged into one pipe or inherited, and no
+/// other descriptor.
 public final class ChildProcess: Sendable {
     public let name: String
     public let pid: pid_t
@@ -55,6 +56,14 @@ public final class ChildProcess: Sendable {
             posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
             posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
         }
+        // Nothing of Sidestat's beyond stdin, stdout and stderr: an orphan must never keep a statsd port open.
+        guard sidestat_spawn_close_other_fds(&actions) == 0 else {
+            if captureOutput {
+                close(fds[0])
+                close(fds[1])
+            }
+            throw SpawnError(description: "cannot prepare the child's descriptors: \(String(cString: strerror(errno)))")
+        }
 
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -89,34 +98,103 @@ public final class ChildProcess: Sendable {
 
     /// Blocks until the child exits; returns its exit code (128 + the signal when a signal ended it).
     public func waitForExit() -> Int32 {
+        self.waitForExitStatus().code
+    }
+
+    /// Waits for the process; returns its exit code as a shell reports it (128 + N after signal N) and the signal
+    /// that ended it, if one did.
+    public func waitForExitStatus() -> (code: Int32, signal: Int32?) {
         var status: Int32 = 0
         while waitpid(self.pid, &status, 0) < 0 {
-            if errno != EINTR { return -1 }
+            if errno != EINTR { return (-1, nil) }
         }
         // WIFEXITED / WEXITSTATUS / WTERMSIG, spelled out (the macros are not imported).
         let termination = status & 0x7F
-        if termination == 0 { return (status >> 8) & 0xFF }
-        return 128 + termination
+        if termination == 0 { return ((status >> 8) & 0xFF, nil) }
+        return (128 + termination, termination)
     }
 
     /// Reads the merged output until end of file, calling `line` with each complete line (and a last unterminated
     /// one). Blocks: run it on a thread of its own.
-    public func readLines(_ line: (String) -> Void) {
+    public func readLines(stopWhen stop: () -> Bool = { false }, _ line: (String) -> Void) {
         guard self.outputFD >= 0 else { return }
         defer { close(self.outputFD) }
-        var pending: [UInt8] = []
+        var framer = LineFramer(maximumLineBytes: Self.maximumLineBytes)
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
+            // Wake up now and then to see whether the supervisor has stopped waiting (a descendant that escaped
+            // could hold the pipe open for ever).
+            var entry = pollfd(fd: self.outputFD, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&entry, 1, 100)
+            if ready == 0 {
+                if stop() { break }
+                continue
+            }
             let count = read(self.outputFD, &buffer, buffer.count)
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { break }
-            pending.append(contentsOf: buffer[0..<count])
-            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let end = newline > 0 && pending[newline - 1] == UInt8(ascii: "\r") ? newline - 1 : newline
-                line(String(decoding: pending[..<end], as: UTF8.self))
-                pending.removeSubrange(...newline)
-            }
+            buffer.withUnsafeBufferPointer { framer.append(UnsafeBufferPointer(rebasing: $0[0..<count]), line) }
         }
-        if !pending.isEmpty { line(String(decoding: pending, as: UTF8.self)) }
+        framer.finish(line)
+    }
+
+    /// A longer output line is cut there (the rest of it is dropped, and the cut is marked).
+    public static let maximumLineBytes = 64 * 1024
+}
+
+/// Splits a byte stream into lines, looking at each byte once (however long a line grows), with lines bounded:
+/// past `maximumLineBytes` a line is cut, marked `[line cut at N bytes]`, and the rest of it skipped.
+public struct LineFramer {
+    let maximumLineBytes: Int
+    private var pending: [UInt8] = []
+    private var skipping = false
+    /// Lines that were cut.
+    public private(set) var cutLines = 0
+
+    public init(maximumLineBytes: Int) {
+        self.maximumLineBytes = maximumLineBytes
+    }
+
+    /// Takes the next bytes; calls `line` with each complete line (without its `\n` or `\r\n`).
+    public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>, _ line: (String) -> Void) {
+        var start = 0
+        while start < bytes.count {
+            let rest = UnsafeBufferPointer(rebasing: bytes[start...])
+            guard let offset = rest.firstIndex(of: UInt8(ascii: "\n")) else {
+                self.take(rest, line)
+                return
+            }
+            let newline = start + offset
+            self.take(UnsafeBufferPointer(rebasing: bytes[start..<newline]), line)
+            if self.skipping {
+                self.skipping = false
+            } else {
+                if self.pending.last == UInt8(ascii: "\r") { self.pending.removeLast() }
+                line(String(decoding: self.pending, as: UTF8.self))
+            }
+            self.pending.removeAll(keepingCapacity: true)
+            start = newline + 1
+        }
+    }
+
+    /// The end of the stream: a last line without a newline still counts.
+    public mutating func finish(_ line: (String) -> Void) {
+        if !self.pending.isEmpty && !self.skipping { line(String(decoding: self.pending, as: UTF8.self)) }
+        self.pending = []
+        self.skipping = false
+    }
+
+    private mutating func take(_ bytes: UnsafeBufferPointer<UInt8>, _ line: (String) -> Void) {
+        guard !self.skipping else { return }
+        let room = self.maximumLineBytes - self.pending.count
+        guard bytes.count > room else {
+            self.pending.append(contentsOf: bytes)
+            return
+        }
+        self.pending.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<room]))
+        line(String(decoding: self.pending, as: UTF8.self) + " [line cut at \(self.maximumLineBytes) bytes]")
+        self.pending.removeAll(keepingCapacity: true)
+        self.skipping = true
+        self.cutLines += 1
     }
 }

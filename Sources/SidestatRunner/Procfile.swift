@@ -90,39 +90,51 @@ public enum DotEnv {
         return result
     }
 
+    /// A value as honcho's shell-like reading gives it: quoted parts lose their quotes (`'...'` literally, `"..."`
+    /// with `\n`, `\t`, `\r`, `\"` and `\\` escapes), a backslash outside quotes takes the next character as it
+    /// is (`\"tiger\"` is `"tiger"`), and an inline comment (` #`) ends the value. Unlike honcho, unquoted spaces
+    /// inside the value are kept, as foreman keeps them; trailing ones go.
     static func value(_ raw: Substring) -> String {
-        guard let quote = raw.first, quote == "\"" || quote == "'" else {
-            // Unquoted: up to an inline comment (` #`), trailing spaces removed.
-            var text = raw
-            var previous: Character = " "
-            for index in text.indices {
-                if text[index] == "#", previous == " " || previous == "\t", index != text.startIndex {
-                    text = text[..<index]
-                    break
-                }
-                previous = text[index]
-            }
-            return String(text.trimmingSpaces())
-        }
         var result = ""
-        var index = raw.index(after: raw.startIndex)
+        var quote: Character? = nil
+        var keep = 0  // characters that trailing-space trimming must not remove (up to the last quote)
+        var previous: Character = " "
+        var index = raw.startIndex
         while index < raw.endIndex {
             let character = raw[index]
-            if character == quote { return result }
-            if quote == "\"", character == "\\", raw.index(after: index) < raw.endIndex {
-                index = raw.index(after: index)
-                switch raw[index] {
-                case "n": result.append("\n")
-                case "t": result.append("\t")
-                case "r": result.append("\r")
-                default: result.append(raw[index])
+            let next = raw.index(after: index)
+            if let open = quote {
+                if character == open {
+                    quote = nil
+                    keep = result.count
+                } else if open == "\"", character == "\\", next < raw.endIndex {
+                    index = next
+                    switch raw[index] {
+                    case "n": result.append("\n")
+                    case "t": result.append("\t")
+                    case "r": result.append("\r")
+                    default: result.append(raw[index])
+                    }
+                } else {
+                    result.append(character)
                 }
+            } else if character == "\"" || character == "'" {
+                quote = character
+            } else if character == "\\", next < raw.endIndex {
+                index = next
+                result.append(raw[index])
+                keep = result.count
+            } else if character == "#", previous == " " || previous == "\t", index != raw.startIndex {
+                break
             } else {
                 result.append(character)
             }
+            previous = raw[index]
             index = raw.index(after: index)
         }
-        return result  // an unterminated quote takes the rest of the line
+        if quote != nil { return result }  // an unterminated quote takes the rest of the line
+        while result.count > keep, let last = result.last, last == " " || last == "\t" { result.removeLast() }
+        return result
     }
 }
 

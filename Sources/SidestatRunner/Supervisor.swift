@@ -27,11 +27,14 @@ public final class Supervisor: Service, Sendable {
         public var name: String
         public var arguments: [String]
         public var environment: [String: String]
+        /// Hide the process's output (honcho's `--quiet`); its `started`/`stopped` lines still show.
+        public var quiet: Bool
 
-        public init(name: String, arguments: [String], environment: [String: String]) {
+        public init(name: String, arguments: [String], environment: [String: String], quiet: Bool = false) {
             self.name = name
             self.arguments = arguments
             self.environment = environment
+            self.quiet = quiet
         }
     }
 
@@ -51,7 +54,7 @@ public final class Supervisor: Service, Sendable {
     }
 
     enum Event: Sendable {
-        case exited(index: Int, code: Int32)
+        case exited(index: Int, code: Int32, signal: Int32?)
         case signal(Int32)
         case shutdown
         case graceExpired
@@ -67,6 +70,8 @@ public final class Supervisor: Service, Sendable {
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         var children: [ChildProcess] = []
         var threads: [ReaderThread] = []
+        let stopReading = StopFlag()
+        var outputReaders: [Int: ReaderThread] = [:]
         var firstCode: Int32? = nil
         for (index, spec) in self.specs.enumerated() {
             let child: ChildProcess
@@ -82,14 +87,19 @@ public final class Supervisor: Service, Sendable {
             children.append(child)
             self.system("\(spec.name) started (pid=\(child.pid))")
             if let printer = self.printer {
-                let reader = ReaderThread(name: "sidestat-out\(index)") {
-                    child.readLines { line in printer.write(line, name: spec.name, colourIndex: index) }
+                let quiet = spec.quiet
+                let reader = ReaderThread(name: "sidestat-out\(index)") { [stopReading] in
+                    child.readLines(stopWhen: { stopReading.isSet }) { line in
+                        if !quiet { printer.write(line, name: spec.name, colourIndex: index) }
+                    }
                 }
                 reader.start()
                 threads.append(reader)
+                outputReaders[index] = reader
             }
             let waiter = ReaderThread(name: "sidestat-wait\(index)") {
-                continuation.yield(.exited(index: index, code: child.waitForExit()))
+                let status = child.waitForExitStatus()
+                continuation.yield(.exited(index: index, code: status.code, signal: status.signal))
             }
             waiter.start()
             threads.append(waiter)
@@ -120,9 +130,19 @@ public final class Supervisor: Service, Sendable {
                 var iterator = events.makeAsyncIterator()
                 while exited.count < children.count, let event = await iterator.next() {
                     switch event {
-                    case .exited(let index, let code):
+                    case .exited(let index, let code, let signal):
                         exited.insert(index)
-                        self.system("\(children[index].name) stopped (rc=\(code))")
+                        // The process's last lines come before its `stopped` line, as in honcho (which reads to the
+                        // end of the output); a descendant that keeps the output open delays it a second at most.
+                        if let reader = outputReaders[index] {
+                            let until = ContinuousClock.now + .seconds(1)
+                            while !reader.isFinished, ContinuousClock.now < until {
+                                try? await Task.sleep(for: .milliseconds(5))
+                            }
+                        }
+                        // As honcho (Python's returncode) prints it: -N for a process a signal ended.
+                        let shown = signal.map { -$0 } ?? code
+                        self.system("\(children[index].name) stopped (rc=\(shown))")
                         if firstCode == nil { firstCode = code }
                     case .signal(let signal):
                         self.system("\(signal == SIGTERM ? "SIGTERM" : "SIGINT") received")
@@ -140,10 +160,16 @@ public final class Supervisor: Service, Sendable {
             group.cancelAll()
         }
         // The direct children have exited, but their groups may not be empty: `sh -c` exits on SIGTERM while the
-        // program it started (gunicorn, say) is still shutting down gracefully. Wait for the groups to empty until
-        // the grace period ends, then SIGKILL what is left: no child is ever left running.
+        // program it started (gunicorn, say) is still shutting down gracefully. And a child may have left a daemon
+        // behind (`setsid worker &`), in a group of its own: Sidestat is the subreaper, so such an orphan is now its
+        // child, and it is stopped too. Wait for all of them until the grace period ends, then SIGKILL what is left:
+        // no descendant is ever left running.
         let deadline = (terminationStarted ?? ContinuousClock().now) + self.grace
-        while children.contains(where: \.groupAlive), ContinuousClock().now < deadline {
+        for orphan in Self.orphans() {
+            self.system("sending SIGTERM to pid \(orphan), left behind by a process")
+            Self.signalTree(orphan, SIGTERM)
+        }
+        while children.contains(where: \.groupAlive) || !Self.orphans().isEmpty, ContinuousClock().now < deadline {
             Self.reapOrphans()
             try? await Task.sleep(for: .milliseconds(50))
         }
@@ -151,11 +177,21 @@ public final class Supervisor: Service, Sendable {
             self.system("sending SIGKILL to \(child.name)'s process group (pid \(child.pid))")
             child.signalGroup(SIGKILL)
         }
-        for _ in 0..<100 where children.contains(where: \.groupAlive) {
+        for orphan in Self.orphans() {
+            self.system("sending SIGKILL to pid \(orphan), left behind by a process")
+            Self.signalTree(orphan, SIGKILL)
+        }
+        for _ in 0..<100 where children.contains(where: \.groupAlive) || !Self.orphans().isEmpty {
             Self.reapOrphans()
             try? await Task.sleep(for: .milliseconds(20))
         }
-        for thread in threads { await thread.finished() }
+        // The output readers end at the end of their pipes; one held open by something that escaped is given up on
+        // after a second: shutdown never waits on a pipe.
+        let readersDeadline = ContinuousClock.now + .seconds(1)
+        while threads.contains(where: { !$0.isFinished }), ContinuousClock.now < readersDeadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        stopReading.set()
         continuation.finish()
         self.result.withLock { $0 = firstCode ?? 0 }
     }
@@ -175,10 +211,52 @@ public final class Supervisor: Service, Sendable {
         }
     }
 
+    /// The processes re-parented to Sidestat (it is their subreaper): what the children left running when they
+    /// exited. Only called once every direct child has exited, so every child of Sidestat's is such an orphan.
+    static func orphans() -> [pid_t] {
+        let me = getpid()
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        var found: [pid_t] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = pid_t(name), let stat = Self.readSmallFile("/proc/\(name)/stat"),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            // state, ppid: a zombie waits to be reaped, not signalled.
+            if fields.count > 2, fields[0] != "Z", pid_t(fields[1]) == me { found.append(pid) }
+        }
+        return found
+    }
+
+    /// A small file such as /proc/PID/stat, read whole.
+    static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = read(fd, &buffer, buffer.count)
+        return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : nil
+    }
+
+    /// Sends `signal` to `pid`, and to its whole group when it leads one (a daemon's `setsid` makes it so).
+    static func signalTree(_ pid: pid_t, _ signal: Int32) {
+        if getpgid(pid) == pid { _ = killpg(pid, signal) }
+        _ = Glibc.kill(pid, signal)
+    }
+
     /// Reaps children that were re-parented to Sidestat (it is their subreaper), without waiting. Called only once
     /// every direct child has been waited for, so it cannot take another waiter's exit status.
     static func reapOrphans() {
         var status: Int32 = 0
         while waitpid(-1, &status, WNOHANG) > 0 {}
     }
+}
+
+/// A flag one thread sets and others read.
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { self.value.load(ordering: .relaxed) }
+    func set() { self.value.store(true, ordering: .relaxed) }
 }

@@ -91,21 +91,27 @@ public final class Daemon: Sendable {
             case .librato:
                 let librato = configuration.librato!
                 return HTTPBackend(
-                    name: "librato", retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
+                    name: "librato", destination: "Librato's API at \(librato.api)/v1/metrics",
+                    retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
                 ) { LibratoEncoder.requests($0, configuration: librato) }
             case .influxdb:
                 let influx = configuration.influxdb!
                 return HTTPBackend(
-                    name: "influxdb", retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
+                    name: "influxdb", destination: "InfluxDB at \(influx.url)",
+                    retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
                 ) { InfluxEncoder.requests($0, configuration: influx, instance: instance) }
             case .otlp:
                 let otlp = configuration.otlp!
                 return HTTPBackend(
-                    name: "otlp", retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
+                    name: "otlp", destination: "OTLP/HTTP at \(otlp.endpoint)/v1/metrics",
+                    retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
                 ) { OTLPEncoder.requests($0, configuration: otlp, instance: instance) }
             case .prometheus:
+                let address = configuration.httpPort != nil ? configuration.httpAddress : configuration.prometheus.address
+                let port = configuration.httpPort ?? configuration.prometheus.port
                 return PrometheusBackend(
-                    buckets: configuration.prometheus.buckets, instance: instance, startupTime: startupTime)
+                    buckets: configuration.prometheus.buckets, instance: instance, startupTime: startupTime,
+                    endpoint: "http://\(address):\(port)")
             case .repeater:
                 return repeater ?? Repeater(targets: [], tcp: false, logger: logger)
             }
@@ -225,9 +231,17 @@ public final class Daemon: Sendable {
         try await ServiceGroup(configuration: configuration).run()
     }
 
-    /// Logs "server is up" with the bound addresses (tests and scripts read the ports from it).
+    /// Logs "server is up" with the bound addresses (tests and scripts read the ports from it), then a line per
+    /// backend saying where its flushes go, and a warning when none leaves the process.
     public func logUp() {
         self.logger.info("server is up", metadata: self.upMetadata)
+        for backend in self.backends {
+            self.logger.info("backend \(backend.name): \(backend.destination)")
+        }
+        if self.configuration.path != nil, !self.backends.contains(where: \.deliversUpstream) {
+            self.logger.warning(
+                "No backend sends the metrics anywhere: set graphiteHost (or add an upstream to backends) to deliver them")
+        }
         // Start-up code (configuration, binding) is cold from here on: let the kernel take its pages back.
         _ = sidestat_page_out_executable()
     }

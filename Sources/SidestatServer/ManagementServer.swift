@@ -23,13 +23,19 @@ public final class ManagementServer: Service, Sendable {
     static func bind(
         host: String, port: Int, commands: ManagementCommands, logger: Logger
     ) async throws -> ManagementServer {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.backlog, value: 64)
-            .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            // A client that half-closes after its command (`nc -q1`, `nc -N`) still gets the whole answer.
+            server = try await ServerBootstrap.sidestat(backlog: 64)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .bind(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
                 }
-            }
+        } catch {
+            throw ListenError("the management port", address: host, port: port, error: error)
+        }
         return ManagementServer(server: server, commands: commands, logger: logger)
     }
 
@@ -55,6 +61,13 @@ public final class ManagementServer: Service, Sendable {
                     try await outbound.write(ByteBuffer(string: reply))
                 }
             }
+            // The client closed its side: a last command without a newline still counts, as in statsd, and the
+            // answer goes out before the connection closes.
+            if !pending.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }),
+                let reply = self.commands.execute(String(decoding: pending, as: UTF8.self))
+            {
+                try await outbound.write(ByteBuffer(string: reply))
+            }
         }
     }
 }
@@ -74,7 +87,8 @@ public struct ManagementCommands: Sendable {
         let parameters = Array(words.dropFirst())
         switch command {
         case "help":
-            return "Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, health, config, quit\n\n"
+            return "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, health, "
+                + "config, quit\n\n"
         case "health":
             if let action = parameters.first?.lowercased() {
                 if action == "up" { self.state.isHealthy = true }
@@ -128,16 +142,20 @@ public struct ManagementCommands: Sendable {
             source["deleteGauges"] = .bool(c.deleteGauges)
         }
         var text = "\n"
+        // Any local client can ask: API keys, tokens and passwords are never shown.
+        func shown(_ key: String, _ value: JSValue) -> String {
+            DaemonConfiguration.isSecret(key) ? "***" : value.stringValue
+        }
         for (key, value) in source.pairs {
             switch value {
             case .object(let object):
-                for (subkey, subvalue) in object.pairs { text += "\(key) > \(subkey): \(subvalue.stringValue)\n" }
+                for (subkey, subvalue) in object.pairs { text += "\(key) > \(subkey): \(shown(subkey, subvalue))\n" }
             case .array(let items):
                 for (index, item) in items.enumerated() { text += "\(key) > \(index): \(item.stringValue)\n" }
             case .null:
                 break
             default:
-                text += "\(key): \(value.stringValue)\n"
+                text += "\(key): \(shown(key, value))\n"
             }
         }
         return text

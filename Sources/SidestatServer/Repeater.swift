@@ -33,6 +33,7 @@ public final class Repeater: MetricsBackend, Service, @unchecked Sendable {
     static let queueLimit = 4 * 1024 * 1024
     let shutdownTimeout: Duration
     let logger: Logger
+    public let destination: String
 
     /// One TCP target: packets not yet handed to its delivery, and a signal that there are some.
     final class TCPTarget: Sendable {
@@ -64,6 +65,8 @@ public final class Repeater: MetricsBackend, Service, @unchecked Sendable {
     public init(targets: [RepeaterTarget], tcp: Bool, shutdownTimeout: Duration = .seconds(10), logger: Logger) {
         self.shutdownTimeout = shutdownTimeout
         self.logger = logger
+        self.destination = "every packet to " + targets.map { "\($0.host):\($0.port)" }.joined(separator: ", ")
+            + (tcp ? " over TCP" : " over UDP")
         if tcp {
             self.tcpTargets = targets.map(TCPTarget.init)
         } else {

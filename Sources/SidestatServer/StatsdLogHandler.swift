@@ -50,7 +50,8 @@ public struct StatsdLogHandler: LogHandler {
             }
         }
         var line = self.timestamps ? Self.utilLogTimestamp() + " - " : ""
-        line += "\(type): \(event.message)"
+        // An empty `statsd.type` prints the message as node's `util.log` alone does (statsd's "reading config file").
+        line += type.isEmpty ? "\(event.message)" : "\(type): \(event.message)"
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
             line += " \(key)=\(value)"
         }

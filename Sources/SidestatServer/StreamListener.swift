@@ -38,8 +38,7 @@ public final class StreamListener: Service, Sendable {
         configuration: ListenerConfiguration, shard: Int, aggregator: Aggregator, state: DaemonState,
         dumpMessages: Bool, repeater: Repeater? = nil, logger: Logger
     ) async throws -> StreamListener {
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.backlog, value: 256)
+        let bootstrap = ServerBootstrap.sidestat(backlog: 256)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
         let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> = {
             channel in
@@ -50,13 +49,22 @@ public final class StreamListener: Service, Sendable {
         let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
         let description: String
         if let path = configuration.unixSocket {
-            server = try await bootstrap.bind(
-                unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+            do {
+                server = try await bootstrap.bind(
+                    unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+            } catch {
+                let reason = (error as? IOError).map { ListenError.reason($0.errnoCode) } ?? "\(error)"
+                throw ListenError(description: "cannot listen on the Unix socket \(path): \(reason)")
+            }
             if let mode = configuration.unixSocketMode { chmod(path, mode_t(mode)) }
             description = "unix:\(path)"
         } else {
-            server = try await bootstrap.bind(
-                host: configuration.address, port: configuration.port, childChannelInitializer: initializer)
+            do {
+                server = try await bootstrap.bind(
+                    host: configuration.address, port: configuration.port, childChannelInitializer: initializer)
+            } catch {
+                throw ListenError("TCP", address: configuration.address, port: configuration.port, error: error)
+            }
             description = "tcp://\(configuration.address):\(server.channel.localAddress?.port ?? configuration.port)"
         }
         return StreamListener(

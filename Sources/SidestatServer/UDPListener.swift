@@ -47,10 +47,6 @@ public final class UDPListener: Service, Sendable {
     /// What `recvmmsg` may write into a slot: all but the terminator's 17 bytes.
     static let receiveBytes = slotBytes - 17
 
-    public struct BindError: Error, CustomStringConvertible {
-        public var description: String
-    }
-
     /// Binds `readers` sockets (SO_REUSEPORT when more than one) on the configured address and port.
     init(
         configuration: ListenerConfiguration, receiveBufferBytes: Int, readers: Int, firstShard: Int,
@@ -93,11 +89,11 @@ public final class UDPListener: Service, Sendable {
         var result: UnsafeMutablePointer<addrinfo>? = nil
         let status = getaddrinfo(address, String(port), &hints, &result)
         guard status == 0, let info = result else {
-            throw BindError(description: "cannot resolve UDP address \(address): \(String(cString: gai_strerror(status)))")
+            throw ListenError("UDP", address: address, port: port, reason: "cannot resolve: \(String(cString: gai_strerror(status)))")
         }
         defer { freeaddrinfo(result) }
-        let fd = socket(info.pointee.ai_family, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { throw BindError(description: "socket(): \(String(cString: strerror(errno)))") }
+        let fd = socket(info.pointee.ai_family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ListenError("UDP", address: address, port: port, errno: errno) }
         var one: Int32 = 1
         if reusePort {
             // Never SO_REUSEADDR: on Linux it lets another process share the UDP port silently.
@@ -109,9 +105,9 @@ public final class UDPListener: Service, Sendable {
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
-            let message = String(cString: strerror(errno))
+            let code = errno
             close(fd)
-            throw BindError(description: "cannot listen on UDP \(address):\(port): \(message)")
+            throw ListenError("UDP", address: address, port: port, errno: code)
         }
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)

@@ -9,8 +9,8 @@ import Glibc
 import Darwin
 #endif
 
-/// A small command-line parser: subcommands, `--option VALUE` / `--option=VALUE` / `-o VALUE`, flags, positional
-/// arguments, `--` and `--help`.
+/// A small command-line parser: subcommands, `--option VALUE` / `--option=VALUE` / `-o VALUE` / `-oVALUE`, flags,
+/// positional arguments, `--` and `--help`.
 ///
 /// Sidestat does not use swift-argument-parser: on Linux it links FoundationEssentials, which costs about 3 MiB of
 /// resident memory in a daemon whose idle budget is 12 MiB.
@@ -90,6 +90,13 @@ func parse(_ arguments: [String], _ spec: CommandSpec) throws -> ParsedCommand? 
             if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
                 name = String(argument[..<equals])
                 inlineValue = String(argument[argument.index(after: equals)...])
+            } else if !argument.hasPrefix("--"), argument.count > 2, option(named: argument) == nil {
+                // A value attached to a short option, as honcho (argparse) takes it: `-cweb=2`, `-fProcfile`.
+                let short = String(argument.prefix(2))
+                if option(named: short)?.valueName != nil {
+                    name = short
+                    inlineValue = String(argument.dropFirst(2))
+                }
             }
             guard let found = option(named: name) else {
                 throw UsageError(description: "unknown option '\(name)'")

@@ -31,6 +31,7 @@ struct Sidestat {
           start                   Run a Procfile's processes with the statsd server inside (honcho's start).
           run                     Run one command with the statsd server alongside.
           check                   Validate a Procfile and list its process types.
+          version                 Print the version (also --version).
 
           See 'sidestat <subcommand> --help' for detailed help.
 
@@ -44,6 +45,9 @@ struct Sidestat {
             arguments.removeFirst()
         } else if arguments.first == "-h" || arguments.first == "--help" || arguments.first == "help" {
             writeStandardOutput(Self.overview)
+            exit(0)
+        } else if arguments.first == "--version" || arguments.first == "version" {
+            writeStandardOutput("sidestat \(sidestatVersion)\n")
             exit(0)
         } else {
             command = "serve"
@@ -75,7 +79,14 @@ struct Sidestat {
 
 /// Loads the configuration named by `--config FILE` or a bare `FILE`, or prints every problem (exit code 2).
 func loadConfiguration(_ path: String?) -> DaemonConfiguration? {
-    guard let path else { return .embeddedDefault(environment: processEnvironment()) }
+    guard let path else {
+        let environment = processEnvironment()
+        let configuration = DaemonConfiguration.embeddedDefault(environment: environment)
+        if let warning = configuration.instanceWarning(environment: environment) {
+            writeStandardError("sidestat: warning: \(warning)")
+        }
+        return configuration
+    }
     do {
         let (configuration, warnings) = try DaemonConfiguration.load(path: path, environment: processEnvironment())
         for warning in warnings { writeStandardError("sidestat: warning: \(path): \(warning)") }
@@ -108,22 +119,45 @@ enum Serve {
         if parsed.value("--config") != nil && !parsed.positional.isEmpty {
             throw UsageError(description: "give the configuration file once: either --config FILE or FILE")
         }
-        guard let configuration = loadConfiguration(parsed.value("--config") ?? parsed.positional.first) else { return 2 }
-        let output: any TextOutput =
-            configuration.logBackend == .syslog
-            ? SyslogOutput(application: configuration.logApplication) : StandardOutput.shared
-        let level: Logger.Level = configuration.debug ? .debug : .info
-        LoggingSystem.bootstrap { _ in StatsdLogHandler(output: output, level: level) }
-        let logger = Logger(label: "sidestat")
         let daemon: Daemon
-        do {
-            daemon = try await Daemon.start(configuration: configuration, output: StandardOutput.shared, logger: logger)
-        } catch {
-            writeStandardError("sidestat: cannot start: \(error)")
-            return 1
+        switch await startDaemon(configPath: parsed.value("--config") ?? parsed.positional.first) {
+        case .success(let started): daemon = started
+        case .failure(let exit): return exit.code
         }
         try await daemon.run()
         return 0
+    }
+}
+
+/// Why the daemon did not start, as the exit code (the message is already printed).
+struct StartFailure: Error {
+    var code: Int32
+}
+
+/// The start-up shared by `serve`, `start` and `run`: loads the configuration (every problem printed, exit code 2),
+/// sets up statsd's log lines on `output`, says which file was read, and binds every listener (one line naming the
+/// listener that failed, exit code 2).
+/// - Parameter timestamps: false when something else (the Procfile runner) prefixes each line with the time.
+func startDaemon(
+    configPath: String?, output: any TextOutput = StandardOutput.shared, timestamps: Bool = true
+) async -> Result<Daemon, StartFailure> {
+    guard let configuration = loadConfiguration(configPath) else { return .failure(StartFailure(code: 2)) }
+    let logOutput: any TextOutput =
+        configuration.logBackend == .syslog ? SyslogOutput(application: configuration.logApplication) : output
+    let level: Logger.Level = configuration.debug ? .debug : .info
+    LoggingSystem.bootstrap { _ in StatsdLogHandler(output: logOutput, level: level, timestamps: timestamps) }
+    let logger = Logger(label: "sidestat")
+    // statsd's first line, word for word (node's util.log with the process id).
+    let source = configPath ?? "none given, using the embedded default (UDP 127.0.0.1:8125, console backend)"
+    logger.info("[\(getpid())] reading config file: \(source)", metadata: ["statsd.type": ""])
+    do {
+        return .success(try await Daemon.start(configuration: configuration, output: output, logger: logger))
+    } catch let error as ListenError {
+        writeStandardError("sidestat: \(error)")
+        return .failure(StartFailure(code: 2))
+    } catch {
+        writeStandardError("sidestat: cannot start: \(error)")
+        return .failure(StartFailure(code: 1))
     }
 }
 
@@ -136,12 +170,17 @@ enum CheckConfig {
             Exits 0 when the file is usable and 2 (naming each bad key) when it is not. Without a file it prints the \
             embedded default as the environment shapes it (HOSTEDGRAPHITE_APIKEY, LIBRATO_USER, DYNO...).
             """,
+        options: [
+            .init(
+                names: ["--show-secrets"], valueName: nil,
+                help: "Print API keys, tokens and passwords (shown as *** otherwise).")
+        ],
         arguments: [("<file>", "The configuration file (config.js or JSON).")])
 
     static func run(_ parsed: ParsedCommand) async throws -> Int32 {
         guard parsed.positional.count <= 1 else { throw UsageError(description: "give one configuration file") }
         guard let configuration = loadConfiguration(parsed.positional.first) else { return 2 }
-        writeStandardOutput(configuration.effectiveDescription + "\n")
+        writeStandardOutput(configuration.effectiveDescription(showingSecrets: parsed.has("--show-secrets")) + "\n")
         return 0
     }
 }

@@ -21,7 +21,7 @@ enum Start {
     static let spec = CommandSpec(
         name: "start",
         usage:
-            "sidestat start [<process> ...] [-f <procfile>] [-e <env>[,...]] [-c <name=N>[,...]] [-p <port>] [--config <file>] [--no-statsd] [--no-prefix] [--no-color] [-t <seconds>]",
+            "sidestat start [<process> ...] [-f <procfile>] [-e <env>[,...]] [-c <name=N>[,...]] [-q <name>[,...]] [-p <port>] [--config <file>] [--no-statsd] [--no-prefix] [--no-color] [-t <seconds>]",
         abstract: "Run the processes of a Procfile, with the statsd server in the same process tree.",
         discussion: """
             Each process runs as `sh -c COMMAND` in its own process group, with PORT = base + 100 × its type's index + \
@@ -30,13 +30,12 @@ enum Start {
             SIGKILL after the grace period; the statsd server keeps receiving meanwhile, then flushes once more. The \
             exit code is that of the first process that exited.
             """,
-        options: [
-            .init(names: ["-f", "--procfile"], valueName: "procfile", help: "The Procfile (default: ./Procfile)."),
-            .init(
-                names: ["-e", "--env"], valueName: "env",
-                help: "Environment files, comma-separated (default: ./.env when it exists)."),
+        options: procfileOptions + [
             .init(names: ["-c", "--concurrency"], valueName: "name=N", help: "Instances per process type: web=2,worker=1."),
             .init(names: ["-p", "--port"], valueName: "port", help: "The base port (default: $PORT, else 5000)."),
+            .init(
+                names: ["-q", "--quiet"], valueName: "process1,process2",
+                help: "Process types whose output is hidden (their started and stopped lines still show)."),
             .init(names: ["--config"], valueName: "file", help: "The statsd configuration file (default: the embedded one)."),
             .init(names: ["--no-statsd"], valueName: nil, help: "Do not run the statsd server."),
             .init(names: ["--no-prefix"], valueName: nil, help: "Print output lines without the time and name."),
@@ -48,7 +47,9 @@ enum Start {
         arguments: [("<process>", "Process types to run (default: every type but release).")])
 
     static func run(_ parsed: ParsedCommand) async throws -> Int32 {
-        let procfilePath = parsed.value("-f") ?? "Procfile"
+        // As honcho: the .env files first, since they may name the Procfile (PROCFILE) and the base port (PORT).
+        guard var environment = environmentWithFiles(parsed.value("-e")) else { return 1 }
+        let procfilePath = parsed.value("-f") ?? environment["PROCFILE"] ?? "Procfile"
         let procfile: Procfile
         do {
             procfile = try loadProcfile(procfilePath)
@@ -71,13 +72,6 @@ enum Start {
             writeStandardError("sidestat: \(procfilePath) defines no process to start")
             return 1
         }
-        var environment = processEnvironment()
-        do {
-            for (key, value) in try loadEnvironmentFiles(parsed.value("-e")) { environment[key] = value }
-        } catch {
-            writeStandardError("sidestat: \(error)")
-            return 1
-        }
         let concurrency: [String: Int]
         let basePort: Int
         let grace: Int
@@ -90,6 +84,7 @@ enum Start {
             return 1
         }
         let planned = planProcesses(types, concurrency: concurrency, basePort: basePort)
+        let quiet = Set((parsed.value("-q") ?? "").split(separator: ",").map(String.init))
         let statsd = !parsed.has("--no-statsd")
         let printer = LinePrinter(
             names: planned.map(\.name) + ["system"] + (statsd ? ["statsd.1"] : []), prefix: !parsed.has("--no-prefix"),
@@ -98,16 +93,11 @@ enum Start {
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if statsd {
-            guard let configuration = loadConfiguration(parsed.value("--config")) else { return 2 }
             let output = PrefixedOutput(printer: printer, name: "statsd.1", colourIndex: planned.count)
-            let level: Logger.Level = configuration.debug ? .debug : .info
-            LoggingSystem.bootstrap { _ in StatsdLogHandler(output: output, level: level, timestamps: false) }
             let daemon: Daemon
-            do {
-                daemon = try await Daemon.start(configuration: configuration, output: output, logger: Logger(label: "sidestat"))
-            } catch {
-                writeStandardError("sidestat: cannot start the statsd server: \(error)")
-                return 1
+            switch await startDaemon(configPath: parsed.value("--config"), output: output, timestamps: false) {
+            case .success(let started): daemon = started
+            case .failure(let exit): return exit.code
             }
             advertise(daemon, in: &environment)
             daemon.logUp()
@@ -119,7 +109,9 @@ enum Start {
                 env["PORT"] = String(process.port)
                 env["SIDESTAT_PROCESS_NAME"] = process.name
                 env["HONCHO_PROCESS_NAME"] = process.name
-                return Supervisor.Spec(name: process.name, arguments: ["/bin/sh", "-c", process.command], environment: env)
+                return Supervisor.Spec(
+                    name: process.name, arguments: ["/bin/sh", "-c", process.command], environment: env,
+                    quiet: quiet.contains(process.name.split(separator: ".").dropLast().joined(separator: ".")))
             }, printer: printer, grace: .seconds(grace))
         try await runSupervised(supervisor, after: services)
         return supervisor.exitCode
@@ -143,7 +135,7 @@ func runSupervised(
 /// `sidestat run [--config FILE] -- COMMAND [ARGS...]`.
 enum RunCommand {
     static let spec = CommandSpec(
-        name: "run", usage: "sidestat run [--config <file>] [-e <env>[,...]] -- <command> [<argument> ...]",
+        name: "run", usage: "sidestat run [--config <file>] [-e <env>[,...]] [--no-statsd] -- <command> [<argument> ...]",
         abstract: "Run one command with the statsd server alongside; the exit code is the command's.",
         discussion: """
             The command gets STATSD_HOST, STATSD_PORT, DD_AGENT_HOST and DD_DOGSTATSD_PORT, and its output passes \
@@ -152,62 +144,75 @@ enum RunCommand {
         options: [
             configOption,
             .init(names: ["-e", "--env"], valueName: "env", help: "Environment files, comma-separated."),
+            .init(names: ["--no-statsd"], valueName: nil, help: "Do not run the statsd server."),
         ],
         arguments: [("<command>", "The command and its arguments, after `--`.")])
 
     static func run(_ parsed: ParsedCommand) async throws -> Int32 {
         let command = parsed.sawSeparator ? parsed.rest : parsed.positional
         guard !command.isEmpty else { throw UsageError(description: "give the command to run after `--`") }
-        var environment = processEnvironment()
-        do {
-            for (key, value) in try loadEnvironmentFiles(parsed.value("-e")) { environment[key] = value }
-        } catch {
-            writeStandardError("sidestat: \(error)")
-            return 1
+        guard var environment = environmentWithFiles(parsed.value("-e")) else { return 1 }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if !parsed.has("--no-statsd") {
+            let daemon: Daemon
+            switch await startDaemon(configPath: parsed.value("--config")) {
+            case .success(let started): daemon = started
+            case .failure(let exit): return exit.code
+            }
+            advertise(daemon, in: &environment)
+            daemon.logUp()
+            services = daemon.services
         }
-        guard let configuration = loadConfiguration(parsed.value("--config")) else { return 2 }
-        let level: Logger.Level = configuration.debug ? .debug : .info
-        LoggingSystem.bootstrap { _ in StatsdLogHandler(output: StandardOutput.shared, level: level) }
-        let daemon: Daemon
-        do {
-            daemon = try await Daemon.start(configuration: configuration, logger: Logger(label: "sidestat"))
-        } catch {
-            writeStandardError("sidestat: cannot start the statsd server: \(error)")
-            return 1
-        }
-        advertise(daemon, in: &environment)
-        daemon.logUp()
         let supervisor = Supervisor(
             specs: [Supervisor.Spec(name: command[0], arguments: command, environment: environment)], printer: nil,
             grace: .seconds(10))
-        try await runSupervised(supervisor, after: daemon.services)
+        try await runSupervised(supervisor, after: services)
         return supervisor.exitCode
     }
 }
 
+/// The options `start` and `check` share with honcho: the Procfile and the .env files.
+let procfileOptions: [CommandSpec.Option] = [
+    .init(names: ["-f", "--procfile"], valueName: "procfile", help: "The Procfile (default: $PROCFILE, else ./Procfile)."),
+    .init(
+        names: ["-e", "--env"], valueName: "env", help: "Environment files, comma-separated (default: ./.env when it exists)."),
+]
+
 /// `sidestat check [-f Procfile]`.
 enum Check {
     static let spec = CommandSpec(
-        name: "check", usage: "sidestat check [-f <procfile>]",
-        abstract: "Validate a Procfile and list its process types.",
-        options: [.init(names: ["-f", "--procfile"], valueName: "procfile", help: "The Procfile (default: ./Procfile).")])
+        name: "check", usage: "sidestat check [-f <procfile>] [-e <env>[,...]]",
+        abstract: "Validate a Procfile and list its process types (on standard error, as honcho logs it).",
+        options: procfileOptions)
 
     static func run(_ parsed: ParsedCommand) async throws -> Int32 {
-        let path = parsed.value("-f") ?? "Procfile"
+        guard let environment = environmentWithFiles(parsed.value("-e")) else { return 1 }
         do {
+            let path = parsed.value("-f") ?? environment["PROCFILE"] ?? "Procfile"
             let procfile = try loadProcfile(path)
             for warning in procfile.warnings { writeStandardError("sidestat: warning: \(warning)") }
             guard !procfile.processes.isEmpty else {
                 writeStandardError("sidestat: \(path) defines no process")
                 return 1
             }
-            writeStandardOutput("Valid procfile detected (\(procfile.processes.map(\.name).joined(separator: ", ")))\n")
+            honchoLog("INFO", "Valid procfile detected (\(procfile.processes.map(\.name).joined(separator: ", ")))")
             return 0
         } catch {
             writeStandardError("sidestat: \(error)")
             return 1
         }
     }
+}
+
+/// A line on standard error in honcho's log format: `2026-11-29 18:57:52 [1234] [INFO] message`.
+func honchoLog(_ level: String, _ message: String) {
+    var now = time(nil)
+    var parts = tm()
+    localtime_r(&now, &parts)
+    func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+    let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+    let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    writeStandardError("\(date) \(clock) [\(getpid())] [\(level)] \(message)")
 }
 
 struct RunnerError: Error, CustomStringConvertible {
@@ -237,6 +242,18 @@ func readRunnerFile(_ path: String) throws -> String {
 func loadProcfile(_ path: String) throws -> Procfile {
     guard access(path, F_OK) == 0 else { throw RunnerError(description: "no Procfile at \(path)") }
     return try Procfile.parse(try readRunnerFile(path), path: path)
+}
+
+/// The process's environment with the .env files' values over it, or nil after printing why a file cannot be read.
+func environmentWithFiles(_ list: String?) -> [String: String]? {
+    var environment = processEnvironment()
+    do {
+        for (key, value) in try loadEnvironmentFiles(list) { environment[key] = value }
+    } catch {
+        writeStandardError("sidestat: \(error)")
+        return nil
+    }
+    return environment
 }
 
 /// The named .env files in order (a missing one is an error), or ./.env when it exists.

@@ -123,3 +123,21 @@ struct ConfigScriptTests {
         }
     }
 }
+
+extension ConfigScriptTests {
+    @Test(
+        "nesting is bounded: 10,000 levels is an error with its place, never a crash; 20 levels read",
+        arguments: [("[", "]"), ("{a: ", "}"), ("(", ")"), ("-", ""), ("!", ""), ("true ? ", " : 0")])
+    func deepNesting(open: String, close: String) throws {
+        let deep = "{a: " + String(repeating: open, count: 10_000) + "1" + String(repeating: close, count: 10_000) + "}"
+        #expect(throws: ConfigScriptError.self) { try self.evaluate(deep) }
+        do {
+            _ = try self.evaluate(deep)
+        } catch {
+            #expect(error.message == "nested more than 32 levels deep")
+            #expect(error.line == 1 && error.column > 1)
+        }
+        let fine = "{a: " + String(repeating: open, count: 20) + "1" + String(repeating: close, count: 20) + "}"
+        #expect(throws: Never.self) { try self.evaluate(fine) }
+    }
+}

@@ -38,7 +38,7 @@ struct DaemonConfigurationTests {
             { servers: [ { server: './servers/udp', address: '0.0.0.0', port: process.env.PORT },
                          { server: './servers/tcp', port: 0 },
                          { server: './servers/udp', address_ipv6: true, port: 8127 } ],
-              flushInterval: 0, percentThreshold: 0, mgmt_port: '8999' }
+              flushInterval: 0, mgmt_port: '8999' }
             """)
         #expect(c.listeners.count == 3)
         #expect(c.listeners[0].address == "0.0.0.0")
@@ -65,10 +65,20 @@ struct DaemonConfigurationTests {
         #expect(try self.configuration("{ gaugesMaxTTL: 3 }").0.gaugesMaxTTL == 3)
     }
 
-    @Test("an unknown key gets a warning that names it")
-    func unknownKey() throws {
-        let (_, warnings) = try self.configuration("{ graphitehost: 'typo' }")
-        #expect(warnings == ["unknown configuration key \"graphitehost\" is ignored"])
+    @Test(
+        "an unknown key gets a warning that names it and the known key it most likely meant",
+        arguments: [
+            ("graphitehost", " (did you mean \"graphiteHost\"?)"), ("backend", " (did you mean \"backends\"?)"),
+            ("flushIntervall", " (did you mean \"flushInterval\"?)"), ("somethingElse", ""),
+        ])
+    func unknownKey(key: String, hint: String) throws {
+        let (_, warnings) = try self.configuration("{ \(key): 'typo' }")
+        #expect(warnings == ["unknown configuration key \"\(key)\" is ignored\(hint)"])
+    }
+
+    @Test("percentThreshold 0 or false is an error, not statsd's silent 90", arguments: ["0", "false", "[90, 0]"])
+    func percentThresholdZero(value: String) throws {
+        #expect(throws: ConfigurationError.self) { try self.configuration("{ percentThreshold: \(value) }") }
     }
 
     @Test(
@@ -118,7 +128,7 @@ struct DaemonConfigurationTests {
         }
     }
 
-    @Test("instance: $DYNO, else the host name; a path segment in Graphite when set or on a dyno, else statsd's layout")
+    @Test("instance: $DYNO, else the host name; a path segment in Graphite when the file sets one, else statsd's layout")
     func instance() throws {
         func load(_ source: String, _ environment: [String: String]) throws -> DaemonConfiguration {
             guard case .object(let object) = try ConfigScript.evaluate(source, environment: environment) else {
@@ -132,7 +142,9 @@ struct DaemonConfigurationTests {
         #expect(plain.graphiteInstance == .none)
         let dyno = try load("{}", ["DYNO": "web.3"])
         #expect(dyno.instance == "web.3")
-        #expect(dyno.graphiteInstance == .path)
+        #expect(dyno.graphiteInstance == .none)  // statsd's names, whatever $DYNO says
+        let named = try load("{ instance: 'api' }", ["DYNO": "web.3"])
+        #expect(named.graphiteInstance == .path)
         let kept = try load("{ graphite: { instance: 'none' } }", ["DYNO": "web.3"])
         #expect(kept.graphiteInstance == .none)
         let tagged = try load("{ instance: 'api-' + process.env.DYNO, graphite: { instance: 'tag' } }", ["DYNO": "web.3"])

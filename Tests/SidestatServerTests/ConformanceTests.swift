@@ -14,6 +14,10 @@ extension EndToEnd {
         func sharedCases() throws {
             let shared = TestPaths.shared.appendingPathComponent("conformance")
             let harness = shared.appendingPathComponent("refstatsd.py").path
+            guard FileManager.default.fileExists(atPath: harness) else {
+                throw TestFailure(
+                    "the shared conformance harness is missing: expected \(harness) (../shared beside the repository)")
+            }
             let cases = shared.appendingPathComponent("cases")
             let ours = TestPaths.packageRoot.appendingPathComponent("Tests/Conformance")
             let work = TestPaths.temporaryDirectory().appendingPathComponent("cases")

@@ -21,8 +21,9 @@ extension EndToEnd {
 
         /// The outage tests flush every 2 s: statsd rounds flush times to the second, so 1 s flushes can share a
         /// timestamp (one at x.499, the next at x+1.501), and whisper keeps one value per second.
+        /// With `debug`, every failed flush is logged (without it, one warning a minute while an outage lasts).
         static func config(_ port: Int, extra: String = "") -> String {
-            testConfig(graphitePort: port, flushInterval: 2000, extra: extra)
+            testConfig(graphitePort: port, flushInterval: 2000, extra: extra.isEmpty ? "debug: true" : extra + ", debug: true")
         }
 
         static func failures(_ daemon: SidestatProcess) -> Int {

@@ -211,7 +211,10 @@ extension EndToEnd {
             Thread.sleep(forTimeInterval: 0.3)
             let port = daemon.managementPort
             let both = try Send.management(["help\nhealth\n"], port: port, until: "health: up\n")
-            #expect(both.hasPrefix("Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, health, config, quit\n\n"))
+            #expect(
+                both.hasPrefix(
+                    "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, health, "
+                        + "config, quit\n\n"))
             #expect(both.hasSuffix("health: up\n"))
             let split = try Send.management(["coun", "ters\n"], port: port)
             #expect(split.hasSuffix("\nEND\n\n"))

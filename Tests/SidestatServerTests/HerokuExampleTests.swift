@@ -35,6 +35,7 @@ extension EndToEnd {
             environment["PORT"] = String(webPort)
             environment["GRAPHITE_HOST"] = "127.0.0.1"
             environment["GRAPHITE_PORT"] = String(sink.port)
+            environment["DYNO"] = "web.1"
             let sidestat = try SidestatProcess(
                 arguments: ["start", "-f", "Procfile.chain", "--config", "statsd-config.js"], environment: environment,
                 waitForUp: true, workingDirectory: directory)
@@ -53,7 +54,8 @@ extension EndToEnd {
             let status = sidestat.terminate(timeout: 30)
             let output = sidestat.output
             #expect(status == 143, "\(output)")
-            #expect(sink.lines.value("stats_counts.Homepage_hits") == "5", "\(output)")
+            // The example names each dyno's series (graphite: {instance: "path"}).
+            #expect(sink.lines.value("stats_counts.web_1.Homepage_hits") == "5", "\(output)")
             #expect(output.contains("statsd.1 | DEBUG: Homepage hits:1|c"), "\(output)")
             #expect(output.contains("web.1    | ") && output.contains("Listening at"), "\(output)")
             let groups = RunnerTests.pids(output)

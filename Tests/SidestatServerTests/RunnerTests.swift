@@ -26,6 +26,25 @@ extension EndToEnd {
             return (status, process.output, directory)
         }
 
+        /// Runs `executable` in `directory` without $PORT and $PROCFILE; its exit status and merged output.
+        static func capture(_ executable: String, _ arguments: [String], in directory: URL) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            process.currentDirectoryURL = directory
+            var environment = ProcessInfo.processInfo.environment
+            environment.removeValue(forKey: "PORT")
+            environment.removeValue(forKey: "PROCFILE")
+            process.environment = environment
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+
         /// The lines printed under `name`, without the time prefix.
         static func lines(_ output: String, _ name: String) -> [String] {
             output.split(separator: "\n").compactMap { line in
@@ -137,24 +156,72 @@ extension EndToEnd {
             let (status, output, directory) = try self.start(
                 ["start", "--no-statsd", "--no-color", "-c", "worker=2,clock=1"], files: ["Procfile": procfile])
             #expect(status == 0)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: honcho)
-            process.arguments = ["start", "--no-colour", "-c", "worker=2,clock=1"]
-            process.currentDirectoryURL = directory
-            var env = ProcessInfo.processInfo.environment
-            env.removeValue(forKey: "PORT")
-            process.environment = env
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let honchoOutput = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
+            let (_, honchoOutput) = try Self.capture(honcho, ["start", "--no-colour", "-c", "worker=2,clock=1"], in: directory)
             func appLines(_ text: String) -> [String] {
                 text.split(separator: "\n").filter { !$0.contains(" system ") }.map { String($0.dropFirst(9)) }.sorted()
             }
             #expect(appLines(output) == appLines(honchoOutput), "sidestat:\n\(output)\nhoncho:\n\(honchoOutput)")
             #expect(appLines(output).count == 4)
+        }
+
+        @Test("side by side with honcho: PROCFILE and escapes in .env, -c, -q and check give the same lines and codes")
+        func sameLinesAsHoncho() throws {
+            let honcho = TestPaths.packageRoot.appendingPathComponent(".build/venvs/honcho/bin/honcho").path
+            guard FileManager.default.isExecutableFile(atPath: honcho) else {
+                throw TestFailure("\(honcho) is missing: run scripts/test, which installs honcho")
+            }
+            let files = [
+                "Procfile.alt": """
+                    web: echo "web $PORT $ANIMAL $QUOTED $SINGLE"; sleep 1
+                    worker: echo "worker $PORT"; sleep 5
+                    hidden: echo "never shown"; sleep 5
+
+                    """,
+                ".env": "PROCFILE=Procfile.alt\nANIMAL=\\\"tiger\\\"\nQUOTED=\"a b\"\nSINGLE='c d'\n",
+            ]
+            /// Runs `arguments` in a directory holding `files`; the output with times, pids and colour taken out.
+            func normalized(_ executable: String, _ arguments: [String]) throws -> (Int32, [String]) {
+                let directory = TestPaths.temporaryDirectory()
+                for (name, text) in files {
+                    try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+                }
+                let (status, text) = try Self.capture(executable, arguments, in: directory)
+                let lines = text.split(separator: "\n").map { line -> String in
+                    var line = String(line)
+                    for (pattern, replacement) in [
+                        (#"^\d\d:\d\d:\d\d "#, ""), (#"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\d+\] "#, ""),
+                        (#"pid=\d+"#, "pid=N"), (#"pid \d+"#, "pid N"),
+                    ] {
+                        line = line.replacingOccurrences(of: pattern, with: replacement, options: .regularExpression)
+                    }
+                    return line
+                }
+                return (status, lines.sorted())
+            }
+            let start = ["start", "--no-colour", "-cworker=2", "-q", "hidden"]
+            let (honchoStatus, honchoLines) = try normalized(honcho, start)
+            let (status, lines) = try normalized(TestPaths.sidestat, start + ["--no-statsd"])
+            #expect(status == honchoStatus)
+            #expect(lines == honchoLines, "sidestat:\n\(lines.joined(separator: "\n"))\nhoncho:\n\(honchoLines.joined(separator: "\n"))")
+            #expect(lines.contains("web.1    | web 5000 \"tiger\" a b c d"), "\(lines)")
+            #expect(!lines.contains { $0.contains("never shown") })
+            let (honchoCheck, honchoCheckLines) = try normalized(honcho, ["check"])
+            let (check, checkLines) = try normalized(TestPaths.sidestat, ["check"])
+            #expect(check == honchoCheck)
+            #expect(checkLines == honchoCheckLines)
+            #expect(checkLines == ["[INFO] Valid procfile detected (web, worker, hidden)"])
+        }
+
+        @Test("a process's last output lines come before its stopped line")
+        func stoppedAfterOutput() throws {
+            let (status, output, _) = try self.start(
+                ["start", "--no-statsd"],
+                files: ["Procfile": "web: for i in 1 2 3 4 5 6 7 8; do echo line$i; done\nother: sleep 5\n"])
+            #expect(status == 0)
+            let lines = output.split(separator: "\n").map(String.init)
+            let last = try #require(lines.firstIndex { $0.hasSuffix("| line8") }, "\(output)")
+            let stopped = try #require(lines.firstIndex { $0.hasSuffix("web.1 stopped (rc=0)") }, "\(output)")
+            #expect(last < stopped, "\(output)")
         }
 
         @Test(
@@ -196,7 +263,11 @@ extension EndToEnd {
             let (checkStatus, checkOutput, _) = try self.start(
                 ["check"], files: ["Procfile": "web: a\nworker: b\nrelease: c\n"])
             #expect(checkStatus == 0)
-            #expect(checkOutput == "Valid procfile detected (web, worker, release)\n")
+            // honcho's log line, on standard error: `2026-11-29 18:57:52 [1234] [INFO] ...`.
+            #expect(
+                checkOutput.range(
+                    of: #"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\d+\] \[INFO\] Valid procfile detected \(web, worker, release\)\n$"#,
+                    options: .regularExpression) != nil, "\(checkOutput)")
         }
     }
 }

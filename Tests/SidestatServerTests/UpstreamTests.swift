@@ -290,7 +290,8 @@ extension EndToEnd {
             let config = try writeConfig(
                 testConfig(
                     graphitePort: nil, flushInterval: 60_000,
-                    extra: "backends: ['hostedgraphite'], hostedGraphite: {host: '127.0.0.1', port: \(sink.port)}"))
+                    extra: "backends: ['hostedgraphite'], hostedGraphite: {host: '127.0.0.1', port: \(sink.port)}, "
+                        + "graphite: {instance: 'path'}"))
             var environment = ProcessInfo.processInfo.environment
             environment["HOSTEDGRAPHITE_APIKEY"] = "6b1e-api-key"
             environment["DYNO"] = "web.2"

@@ -66,6 +66,12 @@ int sidestat_pipe_cloexec(int fds[2]);
 /// Bytes written to the TCP socket `fd` that the peer has not acknowledged yet (ioctl SIOCOUTQ), or -1.
 int sidestat_unacknowledged_bytes(int fd);
 
+/// Adds to `actions` (a `posix_spawn_file_actions_t *`) the closing of every descriptor from 3 up, so that a child
+/// starts with stdin, stdout and stderr only (no listening socket, epoll or pipe of Sidestat's): glibc's
+/// posix_spawn_file_actions_addclosefrom_np where it exists (2.34 and later), else one close per open descriptor.
+/// Returns 0 on success.
+int sidestat_spawn_close_other_fds(void *actions);
+
 /// Makes this process the subreaper of its descendants (PR_SET_CHILD_SUBREAPER).
 int sidestat_set_child_subreaper(void);
 

@@ -25,6 +25,10 @@ public struct ConsoleBackend: MetricsBackend {
         self.startupTime = startupTime
     }
 
+    public var destination: String { "each flush printed to standard output" }
+
+    public var deliversUpstream: Bool { false }
+
     public func status() -> [(name: String, value: Double)] {
         // statsd's console backend never updates these.
         [("lastFlush", self.startupTime), ("lastException", self.startupTime)]
@@ -32,7 +36,8 @@ public struct ConsoleBackend: MetricsBackend {
 
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
         let text =
-            "Flushing stats at \(Self.dateString(unixSeconds: data.timestamp))\n"
+            // console.log('Flushing stats at ', date): two arguments, joined by a space.
+            "Flushing stats at  \(Self.dateString(unixSeconds: data.timestamp))\n"
             + NodeInspect.format(Self.inspectValue(data), depth: self.prettyPrint ? 5 : 2) + "\n"
         self.output.write(text)
     }

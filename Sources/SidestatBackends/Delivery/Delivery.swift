@@ -50,6 +50,9 @@ package final class Delivery<Transport: DeliveryTransport>: Sendable {
         /// Set when the final flush has finished or given up: nothing sends what fails after this.
         var closed = false
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Failures in a row, and when one was last logged as a warning.
+        var failures = 0
+        var lastWarning: ContinuousClock.Instant? = nil
     }
 
     let state: Mutex<State>
@@ -118,11 +121,22 @@ package final class Delivery<Transport: DeliveryTransport>: Sendable {
         self.record(source, failure: failure, start: start, logger: logger)
         if let failure {
             let (dropped, queued) = self.putBack(source, append: false)
-            logger.warning(
-                "Flush failed; keeping it for the next flush",
+            // A warning for the first failure, then at most one a minute while it persists (each at debug level,
+            // as statsd logs a refused connection); the management port's figures count every one.
+            let (failures, warn) = self.state.withLock { state -> (Int, Bool) in
+                state.failures += 1
+                let now = self.clock.now
+                guard let last = state.lastWarning, now - last < .seconds(60) else {
+                    state.lastWarning = now
+                    return (state.failures, true)
+                }
+                return (state.failures, false)
+            }
+            logger.log(
+                level: warn ? .warning : .debug, "Flush failed; keeping it for the next flush",
                 metadata: [
                     "backend.name": "\(self.name)", "error": "\(failure)", "retry.queued_bytes": "\(queued)",
-                    "retry.dropped_points": "\(dropped)",
+                    "retry.dropped_points": "\(dropped)", "delivery.failures_in_a_row": "\(failures)",
                 ])
         } else if !held.isEmpty {
             logger.info(
@@ -223,6 +237,8 @@ package final class Delivery<Transport: DeliveryTransport>: Sendable {
                 state.statistics.lastException = now
                 state.reachable = failure.connected
             } else {
+                state.failures = 0
+                state.lastWarning = nil
                 state.statistics.lastFlush = now
                 state.statistics.flushTime = (Double(elapsed.components.seconds) * 1000
                     + Double(elapsed.components.attoseconds) / 1e15).rounded(.down)
@@ -469,7 +485,7 @@ package final class DeliverySource<Payload: DeliveryPayload>: @unchecked Sendabl
 package struct DeliveryStatistics: Sendable {
     /// Unix seconds of the last successful delivery.
     package var lastFlush: Double
-    /// Unix seconds of the last failure.
+    /// Unix seconds of the last failure; 0 until there is one (statsd's graphite backend starts it at 0).
     package var lastException: Double
     /// Milliseconds the last delivery took.
     package var flushTime: Double = 0
@@ -482,7 +498,7 @@ package struct DeliveryStatistics: Sendable {
 
     package init(startupTime: Double) {
         self.lastFlush = startupTime
-        self.lastException = startupTime
+        self.lastException = 0
     }
 
     package var status: [(name: String, value: Double)] {

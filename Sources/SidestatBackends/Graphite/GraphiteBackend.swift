@@ -63,6 +63,17 @@ public final class GraphiteBackend: MetricsBackend {
 
     public var isHealthy: Bool { self.delivery?.isHealthy ?? true }
 
+    public var destination: String {
+        guard let host = self.configuration.host else {
+            return "no graphiteHost: each flush is computed and sent nowhere"
+        }
+        return self.configuration.wireProtocol == .pickle
+            ? "carbon pickle to \(host):\(self.configuration.picklePort)"
+            : "carbon plaintext to \(host):\(self.configuration.port)"
+    }
+
+    public var deliversUpstream: Bool { self.delivery != nil }
+
     public var flushesOverlap: Bool { true }
 
     public var finalFlushWaitsForTick: Bool { self.delivery?.isReachable ?? false }

@@ -11,7 +11,7 @@ import SidestatProtocol
 public struct GraphiteStatistics: Sendable, Hashable {
     /// Unix seconds of the last successful delivery.
     public var lastFlush: Double
-    /// Unix seconds of the last failure (statsd starts it at the start-up time).
+    /// Unix seconds of the last failure (0 until there is one, as in statsd).
     public var lastException: Double
     /// How long the last delivery took, in milliseconds.
     public var flushTime: Double = 0

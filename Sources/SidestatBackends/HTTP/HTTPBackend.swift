@@ -30,13 +30,17 @@ public struct MetricName: Sendable {
 /// upstream refuses (any other status) is dropped and counted at once.
 public final class HTTPBackend: MetricsBackend {
     public let name: String
+    public let destination: String
     let encode: @Sendable (FlushData) -> [HTTPRequest]
     let delivery: Delivery<HTTPTransport>
 
+    /// - Parameter destination: where the requests go, for the start-up line (the API's URL).
     public init(
-        name: String, retryBufferBytes: Int, startupTime: Double, encode: @escaping @Sendable (FlushData) -> [HTTPRequest]
+        name: String, destination: String = "", retryBufferBytes: Int, startupTime: Double,
+        encode: @escaping @Sendable (FlushData) -> [HTTPRequest]
     ) {
         self.name = name
+        self.destination = destination
         self.encode = encode
         self.delivery = Delivery(
             name: name, transport: HTTPTransport(name: name), retryBufferBytes: retryBufferBytes,

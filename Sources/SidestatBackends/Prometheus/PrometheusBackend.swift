@@ -40,7 +40,11 @@ public final class PrometheusBackend: MetricsBackend {
 
     let state: Mutex<State>
 
-    public init(buckets: [Double], instance: String, startupTime: Double) {
+    public let destination: String
+
+    /// - Parameter endpoint: where `/metrics` is served, for the start-up line.
+    public init(buckets: [Double], instance: String, startupTime: Double, endpoint: String = "") {
+        self.destination = "scraped at \(endpoint)/metrics"
         self.buckets = buckets
         self.instance = instance
         self.state = Mutex(State(lastFlush: startupTime))

@@ -35,10 +35,39 @@ enum TestPaths {
         packageRoot.appendingPathComponent(".build/venvs/\(package)/bin/python").path
     }
 
+    /// A new directory under the system's temporary directory. The test process removes every one it made when it
+    /// exits (a test that fails keeps nothing behind either; set SIDESTAT_KEEP_TEST_FILES=1 to keep them).
     static func temporaryDirectory() -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("sidestat-test-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        TemporaryDirectories.shared.add(url)
         return url
+    }
+}
+
+/// The temporary directories the tests made, removed when the test process exits.
+final class TemporaryDirectories: @unchecked Sendable {
+    static let shared: TemporaryDirectories = {
+        let directories = TemporaryDirectories()
+        atexit { TemporaryDirectories.shared.removeAll() }
+        return directories
+    }()
+
+    private let lock = NSLock()
+    private var urls: [URL] = []
+
+    func add(_ url: URL) {
+        self.lock.lock()
+        self.urls.append(url)
+        self.lock.unlock()
+    }
+
+    func removeAll() {
+        guard ProcessInfo.processInfo.environment["SIDESTAT_KEEP_TEST_FILES"] == nil else { return }
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        for url in self.urls { try? FileManager.default.removeItem(at: url) }
+        self.urls = []
     }
 }
 
@@ -189,6 +218,18 @@ enum Send {
             _ = chunk.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
             Thread.sleep(forTimeInterval: pause)
         }
+    }
+
+    /// Reads from `fd` until the peer closes (or the socket's receive timeout passes).
+    static func readAll(_ fd: Int32) -> [UInt8] {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received += buffer[0..<count]
+        }
+        return received
     }
 
     static func connect(port: Int) throws -> Int32 {

@@ -1,0 +1,7 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+/// Sidestat's version: the one place it is written (`sidestat --version`, release archives).
+let sidestatVersion = "0.9.0"

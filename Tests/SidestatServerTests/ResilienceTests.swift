@@ -1,0 +1,92 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Testing
+
+extension EndToEnd {
+    /// What a child, a file or a local client can do must not take Sidestat down or leak its secrets.
+    struct ResilienceTests {
+        /// Processes whose command line contains `marker`.
+        static func processes(containing marker: String) -> [String] {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return entries.compactMap { entry -> String? in
+                guard Int32(entry) != nil,
+                    let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"), !data.isEmpty
+                else { return nil }
+                let command = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+                return command.contains(marker) ? "\(entry): \(command)" : nil
+            }
+        }
+
+        @Test("a child that double-forks a daemon: start stops it, flushes once more and exits within its grace period")
+        func doubleFork() throws {
+            let sink = try LineSink()
+            let directory = TestPaths.temporaryDirectory()
+            try testConfig(graphitePort: sink.port, flushInterval: 60_000).write(
+                to: directory.appendingPathComponent("s.js"), atomically: true, encoding: .utf8)
+            // The daemon holds the output pipe; a second process shows its descriptors.
+            try """
+            web: setsid sleep 1002 & sleep 1
+            probe: ls -l /proc/$$/fd; sleep 30
+
+            """.write(to: directory.appendingPathComponent("Procfile"), atomically: true, encoding: .utf8)
+            let started = Date()
+            let process = try SidestatProcess(
+                arguments: ["start", "--config", "s.js", "-t", "2", "--no-color"], waitForUp: true,
+                workingDirectory: directory)
+            Send.udp(["forked.n:4|c"], port: process.udpPort)
+            let status = process.waitForExit(timeout: 20)
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(status == 0, "\(process.output)")
+            // web exits after 1 s; the others get the 2 s grace period, and a second more at most.
+            #expect(elapsed < 1 + 2 + 1.5, "took \(elapsed) s\n\(process.output)")
+            #expect(Self.processes(containing: "sleep 1002").isEmpty, "\(Self.processes(containing: "sleep 1002"))")
+            #expect(sink.lines.value("stats_counts.forked.n") == "4", "\(process.output)")
+            // The children's descriptors: stdin, stdout and stderr only; no socket or epoll of Sidestat's.
+            let fds = RunnerTests.lines(process.output, "probe.1").filter { $0.contains(" -> ") }
+            #expect(!fds.isEmpty, "\(process.output)")
+            #expect(!fds.contains { $0.contains("socket:") || $0.contains("eventpoll") || $0.contains("anon_inode") }, "\(fds)")
+        }
+
+        @Test("a config file nested 10,000 deep stops start-up with exit code 2 and the place, for every command")
+        func deepConfig() throws {
+            let path = TestPaths.temporaryDirectory().appendingPathComponent("deep.js")
+            try ("{ a: " + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000) + " }")
+                .write(to: path, atomically: true, encoding: .utf8)
+            for arguments in [["check-config", path.path], ["--config", path.path], ["run", "--config", path.path, "--", "true"]] {
+                let (status, output) = try SidestatProcess.run(arguments)
+                #expect(status == 2, "\(arguments): \(output)")
+                #expect(output.contains("deep.js:1:"), "\(output)")
+                #expect(output.contains("nested more than 32 levels deep"), "\(output)")
+            }
+        }
+
+        @Test("secrets never leave through the management port or check-config, unless asked for")
+        func secrets() throws {
+            let config = testConfig(
+                graphitePort: nil,
+                extra: """
+                    backends: ["librato", "influxdb", "hostedgraphite"],
+                    librato: {user: "u", token: "librato-token-1234", api: "http://127.0.0.1:1"},
+                    influxdb: {url: "http://127.0.0.1:1", username: "me", password: "influx-pass-5678"},
+                    hostedGraphite: {apiKey: "hg-key-9012", host: "127.0.0.1", port: 1}
+                    """)
+            let daemon = try SidestatProcess(config: config)
+            let shown = try Send.management(["config\n"], port: daemon.managementPort, until: "\u{0}", timeout: 1)
+            daemon.terminate()
+            #expect(shown.contains("librato > token: ***"), "\(shown)")
+            for secret in ["librato-token-1234", "influx-pass-5678", "hg-key-9012"] {
+                #expect(!shown.contains(secret), "\(shown)")
+            }
+            let path = TestPaths.temporaryDirectory().appendingPathComponent("c.js")
+            try config.write(to: path, atomically: true, encoding: .utf8)
+            let (_, effective) = try SidestatProcess.run(["check-config", path.path])
+            #expect(effective.contains("token: \"***\"") && !effective.contains("librato-token-1234"), "\(effective)")
+            let (_, revealed) = try SidestatProcess.run(["check-config", "--show-secrets", path.path])
+            #expect(revealed.contains("librato-token-1234") && revealed.contains("influx-pass-5678"), "\(revealed)")
+        }
+    }
+}
