@@ -104,6 +104,12 @@ public final class Aggregator: Sendable {
         self.shards[shard].withBatch(sequence: self.nextSequence()) { ingest in ingest(datagram) }
     }
 
+    /// Counts lines a listener rejected before parsing (a TCP line past the length bound) in statsd's
+    /// `bad_lines_seen`.
+    public func countBadLines(_ count: Int, shard: Int) {
+        self.shards[shard].withStore { $0.badLinesSeen += count }
+    }
+
     /// Takes every shard's interval and merges them: the flush tick.
     public func takeSnapshot(policy: RetentionPolicy) -> MetricSnapshot {
         MetricSnapshot.merge(self.shards.map { $0.withStore { $0.takeSnapshot(policy: policy) } })

@@ -162,6 +162,9 @@ public struct ByteKeyTable<Value> {
         }
     }
 
+    /// Bytes of key storage in use (keys padded to whole words).
+    public var arenaBytes: Int { self.arena.count }
+
     /// The index of `key`'s entry, inserting one made by `makeValue` when the key is new.
     public mutating func findOrInsert(_ key: UnsafeRawBufferPointer, _ makeValue: () -> Value) -> Int {
         let scanned = ScannedKey(key)

@@ -121,6 +121,12 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     public var recentBadLines: [String] = []
     public var suppressedBadLines = 0
     public static let badLineLogLimit = 20
+    /// The longest key kept: statsd keys are short, and a longer one is a bad line (counted and logged, its value
+    /// dropped), so that a runaway client cannot grow the key arena without end.
+    public static let maximumKeyBytes = 1024
+    /// Key bytes one table of a shard may hold; past it new keys are refused as bad lines (existing keys keep
+    /// counting). Far below the 4 GiB the arena's 32-bit offsets address.
+    public static let maximumKeyArenaBytes = 1 << 30
 
     public init() {}
 
@@ -198,18 +204,40 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         }
     }
 
+    /// Whether `key` may be kept in `table`: short enough, and room for it when it is new. Otherwise counts it as a
+    /// bad line.
+    @inline(__always)
+    mutating func accepts<Value>(_ key: UnsafeRawBufferPointer, in table: ByteKeyTable<Value>) -> Bool {
+        if key.count <= Self.maximumKeyBytes && table.arenaBytes < Self.maximumKeyArenaBytes { return true }
+        if key.count <= Self.maximumKeyBytes && table.find(key) != nil { return true }
+        self.badLinesSeen += 1
+        if self.recentBadLines.count < Self.badLineLogLimit {
+            let start = String(decoding: key.prefix(64), as: UTF8.self)
+            self.recentBadLines.append(
+                key.count > Self.maximumKeyBytes
+                    ? "Bad line: key longer than \(Self.maximumKeyBytes) bytes (\(key.count)), dropped: \"\(start)...\""
+                    : "Bad line: too many key bytes in this interval, new key refused: \"\(start)\"")
+        } else {
+            self.suppressedBadLines += 1
+        }
+        return false
+    }
+
     @inline(__always)
     public mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        guard self.accepts(key, in: self.counters) else { return }
         self.counters.update(key, initial: 0) { $0 += value * (1 / sampleRate) }
     }
 
     @inline(__always)
     public mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        guard self.accepts(key, in: self.timers) else { return }
         self.timers.update(key, initial: TimerAccumulator()) { $0.add(value, weight: 1 / sampleRate) }
     }
 
     @inline(__always)
     public mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) {
+        guard self.accepts(key, in: self.gauges) else { return }
         let ttl = self.gaugesMaxTTL
         let sequence = self.writeSequence
         if let index = self.gauges.find(key) {
@@ -220,6 +248,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     }
 
     public mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) {
+        guard self.accepts(key, in: self.sets) else { return }
         let index = self.sets.findOrInsert(key) { ByteKeyTable<Void>() }
         _ = self.sets[valueAt: index].findOrInsert(member) { () }
     }

@@ -104,13 +104,14 @@ public final class Supervisor: Service, Sendable {
             waiter.start()
             threads.append(waiter)
         }
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        // SIGHUP (a closed terminal, a platform's restart) stops the processes as SIGTERM does.
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
         var exited = Set<Int>()
         var terminationStarted: ContinuousClock.Instant? = nil
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await signal in signals {
-                    continuation.yield(.signal(signal == .sigterm ? SIGTERM : SIGINT))
+                    continuation.yield(.signal(signal == .sigterm ? SIGTERM : signal == .sigint ? SIGINT : SIGHUP))
                 }
             }
             await withGracefulShutdownHandler {
@@ -145,8 +146,8 @@ public final class Supervisor: Service, Sendable {
                         self.system("\(children[index].name) stopped (rc=\(shown))")
                         if firstCode == nil { firstCode = code }
                     case .signal(let signal):
-                        self.system("\(signal == SIGTERM ? "SIGTERM" : "SIGINT") received")
-                        if firstCode == nil { firstCode = signal == SIGTERM ? 143 : 130 }
+                        self.system("\(signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "SIGHUP") received")
+                        if firstCode == nil { firstCode = 128 + signal }
                     case .shutdown:
                         if firstCode == nil { firstCode = 143 }
                     case .graceExpired:

@@ -205,6 +205,7 @@ public final class Daemon: Sendable {
             .init(service: self.flushService, serviceName: "flush")
         ]
         if let keyFlush = self.keyFlushService { services.append(.init(service: keyFlush, serviceName: "keyFlush")) }
+
         // After the listeners have stopped, the repeater sends what they forwarded last.
         if let repeater = self.backends.lazy.compactMap({ $0 as? Repeater }).first {
             services.append(.init(service: repeater, serviceName: "repeater"))
@@ -220,10 +221,18 @@ public final class Daemon: Sendable {
         return services
     }
 
-    /// Runs until SIGTERM or SIGINT, then stops listening, flushes once more and returns.
-    public func run() async throws {
+    /// Runs until SIGTERM or SIGINT, then stops listening, flushes once more and returns. SIGHUP reloads the
+    /// configuration file (`environment` is what `process.env` reads then).
+    public func run(environment: [String: String]) async throws {
+        var services = self.services
+        if let path = self.configuration.path {
+            let reload = ReloadService(
+                path: path, environment: environment, running: self.configuration,
+                settings: self.flushService.settings, aggregator: self.aggregator, logger: self.logger)
+            services.insert(.init(service: reload, serviceName: "reload"), at: 1)
+        }
         var configuration = ServiceGroupConfiguration(
-            services: self.services, gracefulShutdownSignals: [.sigterm, .sigint],
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "sidestat.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() }))
         configuration.maximumGracefulShutdownDuration = .milliseconds(
             self.configuration.shutdownTimeoutMilliseconds + 2000)

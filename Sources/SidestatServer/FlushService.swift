@@ -45,6 +45,8 @@ public struct FlushService: Service {
     let flushState: FlushState
     let logger: Logger
     let statistics: TimerStatisticsConfiguration
+    /// What a SIGHUP reload may change.
+    let settings: ReloadableSettings
 
     init(
         aggregator: Aggregator, backends: [any MetricsBackend], configuration: DaemonConfiguration,
@@ -56,6 +58,7 @@ public struct FlushService: Service {
         self.state = state
         self.flushState = flushState
         self.logger = logger
+        self.settings = ReloadableSettings(configuration)
         self.statistics = TimerStatisticsConfiguration(
             percentThreshold: configuration.percentThreshold,
             histogram: configuration.histogram.map { rule in
@@ -160,13 +163,7 @@ public struct FlushService: Service {
         }
         previousTimestamp = timestamp
         let c = self.configuration
-        var policy = RetentionPolicy()
-        policy.deleteCounters = c.deleteCounters
-        policy.deleteTimers = c.deleteTimers
-        policy.deleteSets = c.deleteSets
-        policy.deleteGauges = c.deleteGauges
-        policy.gaugesMaxTTL = c.gaugesMaxTTL
-        var snapshot = self.aggregator.takeSnapshot(policy: policy)
+        var snapshot = self.aggregator.takeSnapshot(policy: self.settings.retention)
         snapshot.sortTimerSamples()
         self.addInternalMetrics(to: &snapshot, timestampLag: lag)
         self.flushState.record(timestampLag: lag)

@@ -19,6 +19,8 @@ public final class ManagementServer: Service, Sendable {
     let commands: ManagementCommands
     let logger: Logger
     public let port: Int
+    /// The longest command line read; a longer one is answered `ERROR`.
+    static let maximumCommandBytes = 4096
 
     static func bind(
         host: String, port: Int, commands: ManagementCommands, logger: Logger
@@ -51,21 +53,24 @@ public final class ManagementServer: Service, Sendable {
 
     public func run() async throws {
         try await acceptConnections(on: self.server, logger: self.logger, kind: "Management") { inbound, outbound in
-            var pending: [UInt8] = []
+            // Commands are short: a longer line is cut (and answered ERROR), so a client sending megabytes without a
+            // newline costs a bounded buffer and one look at each byte.
+            var framer = LineFramer(maximumLineBytes: Self.maximumCommandBytes)
             for try await buffer in inbound {
-                pending.append(contentsOf: buffer.readableBytesView)
-                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    let line = String(decoding: pending[..<newline], as: UTF8.self)
-                    pending.removeSubrange(...newline)
+                var lines: [String] = []
+                buffer.withUnsafeReadableBytes { bytes in
+                    framer.append(bytes.bindMemory(to: UInt8.self)) { lines.append($0) }
+                }
+                for line in lines {
                     guard let reply = self.commands.execute(line) else { return }  // quit
                     try await outbound.write(ByteBuffer(string: reply))
                 }
             }
             // The client closed its side: a last command without a newline still counts, as in statsd, and the
             // answer goes out before the connection closes.
-            if !pending.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }),
-                let reply = self.commands.execute(String(decoding: pending, as: UTF8.self))
-            {
+            var last: [String] = []
+            framer.finish { last.append($0) }
+            if let line = last.first, !line.allSatisfy({ $0 == " " || $0 == "\r" }), let reply = self.commands.execute(line) {
                 try await outbound.write(ByteBuffer(string: reply))
             }
         }

@@ -97,20 +97,37 @@ public final class StreamListener: Service, Sendable {
         try await acceptConnections(on: self.server, logger: self.logger, kind: "TCP") { inbound, _ in
             var limiter = LogRateLimiter()
             var pending: [UInt8] = []
+            // A line longer than `maximumLineBytes` is dropped (a bad line, counted and logged) and skipped to its
+            // end, so a client that never sends a newline costs a bounded buffer.
+            var skipping = false
             for try await buffer in inbound {
-                buffer.withUnsafeReadableBytes { bytes in
+                buffer.withUnsafeReadableBytes { chunk in
+                    var bytes = chunk[...]
+                    if skipping {
+                        guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return }
+                        skipping = false
+                        bytes = bytes[(newline + 1)...]
+                    }
                     guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
                         pending.append(contentsOf: bytes)
+                        if pending.count > Self.maximumLineBytes {
+                            self.dropLongLine(&pending, &limiter)
+                            skipping = true
+                        }
                         return
                     }
                     if pending.isEmpty {
-                        self.ingest(UnsafeRawBufferPointer(rebasing: bytes[0...lastNewline]), &limiter)
+                        self.ingest(UnsafeRawBufferPointer(rebasing: bytes[bytes.startIndex...lastNewline]), &limiter)
                     } else {
-                        pending.append(contentsOf: bytes[0...lastNewline])
+                        pending.append(contentsOf: bytes[bytes.startIndex...lastNewline])
                         pending.withUnsafeBytes { self.ingest($0, &limiter) }
                         pending.removeAll(keepingCapacity: true)
                     }
                     pending.append(contentsOf: bytes[(lastNewline + 1)...])
+                    if pending.count > Self.maximumLineBytes {
+                        self.dropLongLine(&pending, &limiter)
+                        skipping = true
+                    }
                 }
             }
             // The client closed: its last line counts even without a newline.
@@ -118,6 +135,19 @@ public final class StreamListener: Service, Sendable {
                 pending.withUnsafeBytes { self.ingest($0, &limiter) }
             }
         }
+    }
+
+    /// The longest line read from a stream (a UDP datagram's limit): longer is a bad line.
+    static let maximumLineBytes = 65_536
+
+    private func dropLongLine(_ pending: inout [UInt8], _ limiter: inout LogRateLimiter) {
+        let start = String(decoding: pending.prefix(64), as: UTF8.self)
+        pending.removeAll(keepingCapacity: false)
+        self.state.recordBatch(badLines: 1)
+        self.aggregator.countBadLines(1, shard: self.shard)
+        limiter.log(
+            ["Bad line: longer than \(Self.maximumLineBytes) bytes, dropped: \"\(start)...\""], suppressed: 0,
+            logger: self.logger)
     }
 
     private func ingest(_ bytes: UnsafeRawBufferPointer, _ limiter: inout LogRateLimiter) {

@@ -124,7 +124,7 @@ enum Serve {
         case .success(let started): daemon = started
         case .failure(let exit): return exit.code
         }
-        try await daemon.run()
+        try await daemon.run(environment: processEnvironment())
         return 0
     }
 }

@@ -88,5 +88,98 @@ extension EndToEnd {
             let (_, revealed) = try SidestatProcess.run(["check-config", "--show-secrets", path.path])
             #expect(revealed.contains("librato-token-1234") && revealed.contains("influx-pass-5678"), "\(revealed)")
         }
+
+        @Test("a key past 1,024 bytes is a bad line; the good lines around it count")
+        func longKey() throws {
+            let sink = try LineSink()
+            let daemon = try SidestatProcess(config: testConfig(graphitePort: sink.port))
+            let long = String(repeating: "k", count: 2000)
+            Send.udp(["before:1|c\n\(long):5|c\nafter:2|c"], port: daemon.udpPort)
+            let flush = try #require(sink.waitForFlush { $0.name == "stats_counts.after" }).lines
+            #expect(flush.value("stats_counts.before") == "1")
+            #expect(flush.value("stats_counts.statsd.bad_lines_seen") == "1")
+            #expect(!flush.contains { $0.name.contains("kkkkkkkk") })
+            daemon.terminate()
+            #expect(daemon.output.contains("key longer than 1024 bytes (2000)"), "\(daemon.output)")
+        }
+
+        @Test("20 MB without a newline on the TCP and management ports: bounded, counted, flushes stay on time")
+        func endlessLines() throws {
+            let sink = try LineSink()
+            let daemon = try SidestatProcess(
+                config: testConfig(graphitePort: sink.port, extra: "server: './servers/tcp'"))
+            let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
+            let tcp = try Send.connect(port: daemon.tcpPort)
+            let management = try Send.connect(port: daemon.managementPort)
+            for _ in 0..<20 {
+                for fd in [tcp, management] {
+                    var sent = 0
+                    while sent < chunk.count {
+                        let count = chunk[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+                        guard count > 0 else { break }
+                        sent += count
+                    }
+                }
+            }
+            _ = Array(":1|c\nafter.long:3|c\n".utf8).withUnsafeBytes { send(tcp, $0.baseAddress, $0.count, 0) }
+            _ = Array("\nhealth\n".utf8).withUnsafeBytes { send(management, $0.baseAddress, $0.count, 0) }
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(management, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            shutdown(management, Int32(SHUT_WR))
+            let answer = String(decoding: Send.readAll(management), as: UTF8.self)
+            close(management)
+            close(tcp)
+            #expect(answer == "ERROR\nhealth: up\n", "\(answer)")
+            let flush = try #require(sink.waitForFlush { $0.name == "stats_counts.after.long" }).lines
+            #expect(flush.value("stats_counts.after.long") == "3")
+            let bad = sink.lines.filter { $0.name == "stats_counts.statsd.bad_lines_seen" }.reduce(0) { $0 + Int($1.value)! }
+            #expect(bad == 1, "\(daemon.output)")
+            // Flushes kept their one-second rhythm meanwhile.
+            let stamps = Set(sink.lines.filter { $0.name == "stats_counts.statsd.packets_received" }.map(\.timestamp))
+            #expect(stamps.count >= 2)
+            daemon.terminate()
+        }
+
+        @Test("SIGHUP reloads the file: an invalid one is kept out, a valid one's delete options apply at once")
+        func hangUpReloads() throws {
+            let sink = try LineSink()
+            let path = TestPaths.temporaryDirectory().appendingPathComponent("reload.js")
+            let base = testConfig(graphitePort: sink.port)
+            try base.write(to: path, atomically: true, encoding: .utf8)
+            let daemon = try SidestatProcess(arguments: ["--config", path.path])
+            Send.udp(["idle.c:1|c"], port: daemon.udpPort)
+            _ = try #require(sink.waitForFlush { $0.name == "stats_counts.idle.c" && $0.value == "1" })
+            try "{ port: 'x' }".write(to: path, atomically: true, encoding: .utf8)
+            daemon.signal(SIGHUP)
+            #expect(daemon.waitForOutput("Configuration not reloaded; the running one is kept"), "\(daemon.output)")
+            try base.replacingOccurrences(of: "\n}", with: ",\n  deleteCounters: true\n}")
+                .write(to: path, atomically: true, encoding: .utf8)
+            daemon.signal(SIGHUP)
+            #expect(daemon.waitForOutput("config.applied=deleteCounters"), "\(daemon.output)")
+            // From the next flush on, the idle counter is no longer sent as 0.
+            let connection = sink.connectionCount
+            let later = try #require(sink.waitForFlush(at: connection + 1))
+            #expect(!later.has("stats_counts.idle.c"), "\(later)")
+            #expect(daemon.terminate() == 0)
+        }
+
+        @Test("SIGHUP under start stops the processes as SIGTERM does, then the final flush; exit code 129")
+        func hangUpUnderStart() throws {
+            let sink = try LineSink()
+            let directory = TestPaths.temporaryDirectory()
+            try testConfig(graphitePort: sink.port, flushInterval: 60_000).write(
+                to: directory.appendingPathComponent("s.js"), atomically: true, encoding: .utf8)
+            try "web: sleep 30\n".write(to: directory.appendingPathComponent("Procfile"), atomically: true, encoding: .utf8)
+            let process = try SidestatProcess(
+                arguments: ["start", "--config", "s.js"], waitForUp: true, workingDirectory: directory)
+            Send.udp(["hup.n:6|c"], port: process.udpPort)
+            _ = try waitUntil(timeout: 10) {
+                try Send.management(["counters\n"], port: process.managementPort).contains("hup.n")
+            }
+            process.signal(SIGHUP)
+            #expect(process.waitForExit(timeout: 20) == 129, "\(process.output)")
+            #expect(process.output.contains("SIGHUP received"))
+            #expect(sink.lines.value("stats_counts.hup.n") == "6", "\(process.output)")
+        }
     }
 }

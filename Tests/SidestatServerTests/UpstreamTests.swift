@@ -318,8 +318,8 @@ extension EndToEnd {
             #expect(process.waitForExit() == 0)
             let output = process.output
             #expect(output.contains("backends: [\"./backends/console\", \"./backends/hostedgraphite\", \"./backends/librato\"]"), "\(output)")
-            #expect(output.contains("hostedGraphite: { apiKey: \"(set)\", host: \"carbon.hostedgraphite.com\", port: 2003 }"))
-            #expect(output.contains("librato: { user: \"ops@example.com\", token: \"(set)\", source: \"web.4\""))
+            #expect(output.contains("hostedGraphite: { apiKey: \"***\", host: \"carbon.hostedgraphite.com\", port: 2003 }"))
+            #expect(output.contains("librato: { user: \"ops@example.com\", token: \"***\", source: \"web.4\""))
             #expect(output.contains("instance: \"web.4\""))
         }
     }

@@ -3,10 +3,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-import SidestatRunner
+import SidestatBackends
 import Testing
 
-/// The child-output framer: lines however the bytes arrive, bounded, each byte looked at once.
+/// The line framer (child output, management commands): lines however the bytes arrive, bounded, each byte looked at once.
 struct LineFramerTests {
     func frame(_ chunks: [String], maximum: Int = 16) -> (lines: [String], cut: Int) {
         var framer = LineFramer(maximumLineBytes: maximum)
