@@ -18,8 +18,9 @@ public final class IngestShard: Sendable {
 
     private let state: Mutex<State>
 
-    init(sanitizeKeys: Bool, deleteGauges: Bool, gaugesMaxTTL: Int, keyFlush: Bool) {
+    init(sanitizeKeys: Bool, deleteGauges: Bool, gaugesMaxTTL: Int, keyFlush: Bool, seriesBudget: Int) {
         var store = MetricStore()
+        store.seriesBudget = seriesBudget
         store.deleteGauges = deleteGauges
         store.gaugesMaxTTL = gaugesMaxTTL
         if keyFlush { store.keyCounts = ByteKeyTable<Int>() }
@@ -54,7 +55,8 @@ public final class IngestShard: Sendable {
             }
             var report = BatchReport()
             report.badLines = store.badLinesSeen - badBefore
-            if report.badLines > 0 { report.badLineMessages = store.takeBadLines() }
+            // Bad lines, and notes such as the series budget's (which are not bad lines).
+            if report.badLines > 0 || !store.recentBadLines.isEmpty { report.badLineMessages = store.takeBadLines() }
             return report
         }
     }
@@ -82,14 +84,17 @@ public final class Aggregator: Sendable {
     public let shards: [IngestShard]
     private let sequence = Atomic<UInt64>(1)
 
-    /// - Parameter shardCount: one per ingest thread (UDP readers, plus one shared by stream listeners).
+    /// - Parameters:
+    ///   - shardCount: one per ingest thread (UDP readers, plus one shared by stream listeners).
+    ///   - seriesBudget: live keys per type that each shard keeps (`MetricStore.seriesBudget`).
     public init(
         shardCount: Int, sanitizeKeys: Bool = true, deleteGauges: Bool = false, gaugesMaxTTL: Int = 1,
-        keyFlush: Bool = false
+        keyFlush: Bool = false, seriesBudget: Int = .max
     ) {
         self.shards = (0..<max(1, shardCount)).map { _ in
             IngestShard(
-                sanitizeKeys: sanitizeKeys, deleteGauges: deleteGauges, gaugesMaxTTL: gaugesMaxTTL, keyFlush: keyFlush)
+                sanitizeKeys: sanitizeKeys, deleteGauges: deleteGauges, gaugesMaxTTL: gaugesMaxTTL, keyFlush: keyFlush,
+                seriesBudget: seriesBudget)
         }
     }
 

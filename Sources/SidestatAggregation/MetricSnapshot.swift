@@ -69,6 +69,8 @@ public struct MetricSnapshot: Sendable {
     public var packetsReceived = 0
     public var metricsReceived = 0
     public var badLinesSeen = 0
+    /// New keys refused by the series budget (reported as `statsd.series_dropped` when not 0).
+    public var seriesDropped = 0
 
     public init() {}
 
@@ -183,6 +185,7 @@ public struct MetricSnapshot: Sendable {
                 result.packetsReceived += part.packetsReceived
                 result.metricsReceived += part.metricsReceived
                 result.badLinesSeen += part.badLinesSeen
+                result.seriesDropped += part.seriesDropped
             }
             for index in result.timers.indices {
                 let start = result.timerSamples.count
@@ -203,6 +206,7 @@ public struct MetricSnapshot: Sendable {
         result.packetsReceived = parts.reduce(0) { $0 + $1.packetsReceived }
         result.metricsReceived = parts.reduce(0) { $0 + $1.metricsReceived }
         result.badLinesSeen = parts.reduce(0) { $0 + $1.badLinesSeen }
+        result.seriesDropped = parts.reduce(0) { $0 + $1.seriesDropped }
         return result
     }
 }

@@ -107,6 +107,13 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     public var packetsReceived = 0
     public var metricsReceived = 0
     public var badLinesSeen = 0
+    /// New keys refused this interval because their type's table was at `seriesBudget` (`statsd.series_dropped`).
+    public var seriesDropped = 0
+    /// Live keys a table of this shard may hold, per type; past it new keys are refused and counted (existing
+    /// keys keep counting), so that a runaway tag (a user id in a key) cannot take the dyno's memory.
+    public var seriesBudget = Int.max
+    /// Whether this interval's budget warning (with the busiest prefixes) was written already.
+    var budgetReported = false
 
     /// Gauge writes set the time-to-live when gauges are deleted after `gaugesMaxTTL` idle flushes.
     public var deleteGauges = false
@@ -204,40 +211,70 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         }
     }
 
-    /// Whether `key` may be kept in `table`: short enough, and room for it when it is new. Otherwise counts it as a
-    /// bad line.
+    /// Whether `key` may be kept in `table`: short enough, and room for it when it is new (the series budget, the
+    /// key arena). A key too long is a bad line; a new key without room is counted in `seriesDropped`.
     @inline(__always)
-    mutating func accepts<Value>(_ key: UnsafeRawBufferPointer, in table: ByteKeyTable<Value>) -> Bool {
-        if key.count <= Self.maximumKeyBytes && table.arenaBytes < Self.maximumKeyArenaBytes { return true }
-        if key.count <= Self.maximumKeyBytes && table.find(key) != nil { return true }
-        self.badLinesSeen += 1
-        if self.recentBadLines.count < Self.badLineLogLimit {
-            let start = String(decoding: key.prefix(64), as: UTF8.self)
-            self.recentBadLines.append(
-                key.count > Self.maximumKeyBytes
-                    ? "Bad line: key longer than \(Self.maximumKeyBytes) bytes (\(key.count)), dropped: \"\(start)...\""
-                    : "Bad line: too many key bytes in this interval, new key refused: \"\(start)\"")
-        } else {
-            self.suppressedBadLines += 1
+    mutating func accepts<Value>(_ key: UnsafeRawBufferPointer, in table: ByteKeyTable<Value>, type: String) -> Bool {
+        guard key.count <= Self.maximumKeyBytes else {
+            self.badLinesSeen += 1
+            self.note("Bad line: key longer than \(Self.maximumKeyBytes) bytes (\(key.count)), dropped: "
+                + "\"\(String(decoding: key.prefix(64), as: UTF8.self))...\"")
+            return false
+        }
+        if table.count < self.seriesBudget && table.arenaBytes < Self.maximumKeyArenaBytes { return true }
+        if table.find(key) != nil { return true }
+        self.seriesDropped += 1
+        if !self.budgetReported {
+            self.budgetReported = true
+            let full = table.count >= self.seriesBudget ? "\(table.count) \(type) keys" : "1 GiB of \(type) key bytes"
+            self.note(
+                "Series budget reached (\(full)): new \(type) keys are refused until the next flush, counted in "
+                    + "series_dropped; busiest prefixes: " + Self.busiestPrefixes(table))
         }
         return false
     }
 
+    /// Keeps a message for the server to log (capped per batch).
+    mutating func note(_ message: String) {
+        if self.recentBadLines.count < Self.badLineLogLimit {
+            self.recentBadLines.append(message)
+        } else {
+            self.suppressedBadLines += 1
+        }
+    }
+
+    /// The five key prefixes (the first two dot-separated parts) with the most keys: where a runaway tag lives.
+    static func busiestPrefixes<Value>(_ table: ByteKeyTable<Value>) -> String {
+        var counts: [String: Int] = [:]
+        for index in 0..<table.count {
+            table.withKey(at: index) { key in
+                var dots = 0
+                let end = key.firstIndex { byte in
+                    if byte == UInt8(ascii: ".") { dots += 1 }
+                    return dots == 2
+                } ?? key.count
+                counts[String(decoding: key[..<end], as: UTF8.self), default: 0] += 1
+            }
+        }
+        return counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.prefix(5)
+            .map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
+    }
+
     @inline(__always)
     public mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        guard self.accepts(key, in: self.counters) else { return }
+        guard self.accepts(key, in: self.counters, type: "counter") else { return }
         self.counters.update(key, initial: 0) { $0 += value * (1 / sampleRate) }
     }
 
     @inline(__always)
     public mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        guard self.accepts(key, in: self.timers) else { return }
+        guard self.accepts(key, in: self.timers, type: "timer") else { return }
         self.timers.update(key, initial: TimerAccumulator()) { $0.add(value, weight: 1 / sampleRate) }
     }
 
     @inline(__always)
     public mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) {
-        guard self.accepts(key, in: self.gauges) else { return }
+        guard self.accepts(key, in: self.gauges, type: "gauge") else { return }
         let ttl = self.gaugesMaxTTL
         let sequence = self.writeSequence
         if let index = self.gauges.find(key) {
@@ -248,21 +285,20 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     }
 
     public mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) {
-        guard self.accepts(key, in: self.sets) else { return }
+        guard self.accepts(key, in: self.sets, type: "set") else { return }
         let index = self.sets.findOrInsert(key) { ByteKeyTable<Void>() }
         _ = self.sets[valueAt: index].findOrInsert(member) { () }
     }
 
     public mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {
         self.badLinesSeen += 1
-        if self.recentBadLines.count < Self.badLineLogLimit {
-            // statsd's message: the value's fields joined by ',', then the whole line.
-            let joined = String(decoding: fields.map { $0 == UInt8(ascii: "|") ? UInt8(ascii: ",") : $0 }, as: UTF8.self)
-            let text = String(decoding: line, as: UTF8.self)
-            self.recentBadLines.append("Bad line: \(joined) in msg \"\(text)\"")
-        } else {
+        guard self.recentBadLines.count < Self.badLineLogLimit else {
             self.suppressedBadLines += 1
+            return
         }
+        // statsd's message: the value's fields joined by ',', then the whole line.
+        let joined = String(decoding: fields.map { $0 == UInt8(ascii: "|") ? UInt8(ascii: ",") : $0 }, as: UTF8.self)
+        self.note("Bad line: \(joined) in msg \"\(String(decoding: line, as: UTF8.self))\"")
     }
 
     // MARK: - Flush
@@ -294,6 +330,8 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         self.packetsReceived = 0
         self.metricsReceived = 0
         self.badLinesSeen = 0
+        self.seriesDropped = 0
+        self.budgetReported = false
         return snapshot
     }
 
@@ -339,6 +377,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         snapshot.packetsReceived = self.packetsReceived
         snapshot.metricsReceived = self.metricsReceived
         snapshot.badLinesSeen = self.badLinesSeen
+        snapshot.seriesDropped = self.seriesDropped
         return snapshot
     }
 

@@ -22,7 +22,7 @@ extension DaemonConfiguration {
         "flush_counts", "console", "repeater", "repeaterProtocol",
         // Sidestat
         "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes", "instance", "hostedGraphite",
-        "librato", "influxdb", "prometheus", "otlp", "httpPort", "httpAddress",
+        "librato", "influxdb", "prometheus", "otlp", "httpPort", "httpAddress", "seriesBudget",
     ]
 
     static let backendAliases: [String: BackendKind] = [
@@ -401,6 +401,10 @@ extension DaemonConfiguration {
             c.retryBufferBytes = bytes
         }
 
+        if let budget = reader.integer(object["seriesBudget"], key: "seriesBudget", in: 1...100_000_000) {
+            c.seriesBudget = budget
+        }
+
         if !reader.problems.isEmpty {
             throw ConfigurationError(file: file, problems: reader.problems)
         }
@@ -641,6 +645,7 @@ extension DaemonConfiguration {
         add("udpReceiveBuffer", String(self.udpReceiveBufferBytes))
         add("udpReaders", String(self.udpReaders))
         add("retryBufferBytes", String(self.retryBufferBytes))
+        add("seriesBudget", String(self.seriesBudget))
         add("instance", quote(self.instance))
         if let h = self.hostedGraphite { add("hostedGraphite", "{ apiKey: \(secret(h.apiKey)), host: \(quote(h.host)), port: \(h.port) }") }
         if let l = self.librato { add("librato", "{ user: \(quote(l.user)), token: \(secret(l.token)), source: \(quote(l.source)), api: \(quote(l.api)) }") }

@@ -163,6 +163,9 @@ public struct DaemonConfiguration: Sendable {
     public var udpReaders = 1
     /// Each backend's buffer for flushes that could not be delivered, in bytes.
     public var retryBufferBytes = 16 * 1024 * 1024
+    /// Live keys per type (counters, timers, gauges, sets) each ingest shard keeps; past it new keys are refused and
+    /// counted in `statsd.series_dropped`.
+    public var seriesBudget = 100_000
 
     public init() {}
 

@@ -37,7 +37,7 @@ public final class Daemon: Sendable {
         let aggregator = Aggregator(
             shardCount: udpCount + (hasStream ? 1 : 0), sanitizeKeys: configuration.keyNameSanitize,
             deleteGauges: configuration.deleteGauges, gaugesMaxTTL: configuration.gaugesMaxTTL,
-            keyFlush: configuration.keyFlush != nil)
+            keyFlush: configuration.keyFlush != nil, seriesBudget: configuration.seriesBudget)
         let repeater =
             configuration.backends.contains(.repeater) && !configuration.repeater.isEmpty
             ? Repeater(

@@ -206,6 +206,10 @@ public struct FlushService: Service {
             let key = snapshot.store(name)
             own.append(.init(key: key, value: value))
         }
+        if snapshot.seriesDropped > 0 {
+            // Only when the budget refused keys, so that statsd's output is unchanged otherwise.
+            own.append(.init(key: snapshot.store("\(self.configuration.prefixStats).series_dropped"), value: Double(snapshot.seriesDropped)))
+        }
         snapshot.counters = own + user
         // Every upstream's delivery figures, as statsd's own gauges (the graphite backend's are its graphiteStats
         // lines, and the console has none): `<prefixStats>.backends.<name>.flush_time` and so on.

@@ -113,3 +113,41 @@ struct MetricStoreTests {
         #expect(key.withUnsafeMutableBytes { table.find(UnsafeRawBufferPointer($0)) } == 1)
     }
 }
+
+extension MetricStoreTests {
+    @Test("the series budget refuses new keys past it, counts them, names the busiest prefix; old keys keep counting")
+    func seriesBudget() {
+        let aggregator = Aggregator(shardCount: 1, seriesBudget: 10)
+        var messages: [String] = []
+        for text in ["steady:1|c", (0..<15).map { "api.users.\($0):1|c" }.joined(separator: "\n"), "steady:1|c\nother.t:5|ms"] {
+            var bytes = Array(text.utf8)
+            let report = bytes.withUnsafeMutableBytes { aggregator.ingest(UnsafeRawBufferPointer($0), shard: 0) }
+            messages += report.badLineMessages?.lines ?? []
+        }
+        let first = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(first.counters.count == 10)
+        #expect(self.counters(first)["steady"] == 2)
+        #expect(first.seriesDropped == 6)  // api.users.9 ... 14
+        #expect(first.timers.count == 1)  // each type has its own budget
+        #expect(messages.count == 1, "\(messages)")
+        #expect(messages.first?.contains("Series budget reached (10 counter keys)") == true, "\(messages)")
+        #expect(messages.first?.hasSuffix("busiest prefixes: api.users (9), steady (1)") == true, "\(messages)")
+        // Keys go with deleteCounters, and room comes back.
+        var policy = RetentionPolicy()
+        policy.deleteCounters = true
+        _ = aggregator.takeSnapshot(policy: policy)
+        self.ingest("api.users.14:1|c", into: aggregator)
+        let later = aggregator.takeSnapshot(policy: policy)
+        #expect(self.counters(later)["api.users.14"] == 1)
+        #expect(later.seriesDropped == 0)
+    }
+
+    @Test("a key longer than 1,024 bytes is a bad line, its neighbours count")
+    func longKey() {
+        let aggregator = Aggregator(shardCount: 1)
+        self.ingest("a:1|c\n" + String(repeating: "k", count: 1025) + ":1|c\nb:1|c", into: aggregator)
+        let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(self.counters(snapshot) == ["a": 1, "b": 1])
+        #expect(snapshot.badLinesSeen == 1)
+    }
+}

@@ -181,5 +181,22 @@ extension EndToEnd {
             #expect(process.output.contains("SIGHUP received"))
             #expect(sink.lines.value("stats_counts.hup.n") == "6", "\(process.output)")
         }
+
+        @Test("the series budget end to end: new keys past it refused and counted as statsd.series_dropped, logged once")
+        func seriesBudget() throws {
+            let sink = try LineSink()
+            let daemon = try SidestatProcess(config: testConfig(graphitePort: sink.port, extra: "seriesBudget: 50"))
+            Send.udp(["steady:1|c"], port: daemon.udpPort)
+            Send.udp((0..<80).map { "api.user_\($0).hits:1|c" }.chunked(20).map { $0.joined(separator: "\n") }, port: daemon.udpPort)
+            Send.udp(["steady:1|c"], port: daemon.udpPort)
+            let flush = try #require(sink.waitForFlush { $0.name == "stats_counts.statsd.series_dropped" }).lines
+            #expect(flush.value("stats_counts.statsd.series_dropped") == "31", "\(flush)")
+            #expect(flush.value("stats_counts.steady") == "2")
+            #expect(flush.filter { $0.name.hasPrefix("stats_counts.api.") }.count == 49)
+            daemon.terminate()
+            let logged = daemon.output.components(separatedBy: "Series budget reached (50 counter keys)").count - 1
+            #expect(logged == 1, "\(daemon.output)")
+            #expect(daemon.output.contains("busiest prefixes: api.user_0 (1)") || daemon.output.contains("busiest prefixes: api."), "\(daemon.output)")
+        }
     }
 }
