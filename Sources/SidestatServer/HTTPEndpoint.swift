@@ -52,7 +52,7 @@ public final class HTTPEndpoint: Service, Sendable {
     }
 
     public func run() async throws {
-        try await acceptConnections(on: self.server, logger: self.logger, kind: "HTTP") { inbound, outbound in
+        try await acceptConnections(on: self.server, logger: self.logger, kind: "HTTP", maximumConnections: 64) { inbound, outbound in
             var path = "/"
             var keepAlive = true
             for try await part in inbound {

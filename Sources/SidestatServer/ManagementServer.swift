@@ -52,7 +52,9 @@ public final class ManagementServer: Service, Sendable {
     }
 
     public func run() async throws {
-        try await acceptConnections(on: self.server, logger: self.logger, kind: "Management") { inbound, outbound in
+        try await acceptConnections(
+            on: self.server, logger: self.logger, kind: "Management", maximumConnections: 64
+        ) { inbound, outbound in
             // Commands are short: a longer line is cut (and answered ERROR), so a client sending megabytes without a
             // newline costs a bounded buffer and one look at each byte.
             var framer = LineFramer(maximumLineBytes: Self.maximumCommandBytes)

@@ -198,5 +198,34 @@ extension EndToEnd {
             #expect(logged == 1, "\(daemon.output)")
             #expect(daemon.output.contains("busiest prefixes: api.user_0 (1)") || daemon.output.contains("busiest prefixes: api."), "\(daemon.output)")
         }
+
+        @Test("connections past a listener's bound are closed at once; the ones open keep working")
+        func connectionBound() throws {
+            let daemon = try SidestatProcess(config: testConfig(graphitePort: nil))
+            var open: [Int32] = []
+            defer { for fd in open { close(fd) } }
+            for _ in 0..<64 { open.append(try Send.connect(port: daemon.managementPort)) }
+            // Each of the 64 is served: it answers.
+            let first = open[0]
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(first, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            _ = Array("health\n".utf8).withUnsafeBytes { send(first, $0.baseAddress, $0.count, 0) }
+            var buffer = [UInt8](repeating: 0, count: 64)
+            #expect(recv(first, &buffer, buffer.count, 0) == 11)  // health: up\n
+            // The 65th is closed by the server without an answer.
+            let extra = try Send.connect(port: daemon.managementPort)
+            setsockopt(extra, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            _ = Array("health\n".utf8).withUnsafeBytes { send(extra, $0.baseAddress, $0.count, 0) }
+            #expect(recv(extra, &buffer, buffer.count, 0) <= 0)
+            close(extra)
+            #expect(daemon.waitForOutput("Too many connections; new ones are closed at once"))
+            // With one closed, a new client is served again.
+            close(open.removeLast())
+            #expect(
+                try waitUntil(timeout: 5) {
+                    (try? Send.management(["health\n"], port: daemon.managementPort, until: "\n", timeout: 1)) == "health: up\n"
+                })
+            #expect(daemon.terminate() == 0)
+        }
     }
 }
