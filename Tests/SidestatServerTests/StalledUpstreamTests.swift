@@ -50,7 +50,6 @@ extension EndToEnd {
             for _ in 0..<60 {
                 Send.udp(["stale.n:1|c"], port: daemon.udpPort)
                 sent += 1
-                Thread.sleep(forTimeInterval: 0.01)
             }
             #expect(daemon.terminate() == 0)
             #expect(Self.total(sink, "stale.n", from: 1) == sent, "\(daemon.output)")
@@ -62,13 +61,16 @@ extension EndToEnd {
             let sink = try LineSink(behaviour: .slow(bytesPerSecond: 10_240))
             let daemon = try SidestatProcess(
                 config: testConfig(graphitePort: sink.port, flushInterval: 1000, extra: "shutdownTimeout: 20000"))
-            // 150 keys: about 12 KB a flush, more than the reader takes in a second.
+            // 150 keys: about 12 KB a flush, more than the reader takes in a second. Each round goes into the flush
+            // after the one the sink has just seen, so several flushes queue up behind the slow reader.
             var sent = 0
-            let start = Date()
-            while Date().timeIntervalSince(start) < 4 {
-                Send.udp((0..<150).map { "slow.k\($0):1|c" }.chunked(30).map { $0.joined(separator: "\n") }, port: daemon.udpPort)
-                sent += 1
-                Thread.sleep(forTimeInterval: 0.05)
+            for _ in 0..<4 {
+                let seen = sink.connectionCount
+                for _ in 0..<20 {
+                    Send.udp((0..<150).map { "slow.k\($0):1|c" }.chunked(30).map { $0.joined(separator: "\n") }, port: daemon.udpPort)
+                    sent += 1
+                }
+                #expect(waitUntil(timeout: 10) { sink.connectionCount > seen })
             }
             // The management port answers while the upstream lags.
             let counters = try Send.management(["counters\n"], port: daemon.managementPort, timeout: 1)
@@ -93,7 +95,6 @@ extension EndToEnd {
             for _ in 0..<30 {
                 Send.udp([keys.map { "\($0):1|c" }.joined(separator: "\n")], port: daemon.udpPort)
                 sent += 1
-                Thread.sleep(forTimeInterval: 0.02)
             }
             let (status, elapsed) = try Self.stop(daemon, after: "reset.d")
             #expect(status == 0)
@@ -179,10 +180,7 @@ extension EndToEnd {
                         repeater: [{host: "127.0.0.1", port: \(first.port)}, {host: "127.0.0.1", port: \(second.port)}]
                         """))
             let lines = (0..<2000).map { "rep.n:\($0)|c" }
-            for batch in lines.chunked(50) {
-                Send.udp(batch, port: upstream.udpPort)
-                Thread.sleep(forTimeInterval: 0.005)
-            }
+            Send.udp(lines, port: upstream.udpPort)
             #expect(try Self.stop(upstream, after: "rep.n").0 == 0)
             for sink in [first, second] {
                 let received = sink.rawConnections.flatMap { $0 }.filter { !$0.isEmpty }
