@@ -9,8 +9,8 @@ import Foundation
 /// directory, with one-second resolution.
 final class CarbonCache: @unchecked Sendable {
     let directory: URL
-    let linePort: Int
-    let picklePort: Int
+    private(set) var linePort = 0
+    private(set) var picklePort = 0
     private var process = Process()
     private let configPath: String
 
@@ -19,14 +19,34 @@ final class CarbonCache: @unchecked Sendable {
             throw TestFailure("carbon-cache is not installed: run scripts/test (it installs graphite-carbon)")
         }
         self.directory = TestPaths.temporaryDirectory()
-        self.linePort = freePort()
-        self.picklePort = freePort()
-        let queryPort = freePort()
         let conf = self.directory.appendingPathComponent("conf")
+        self.configPath = conf.appendingPathComponent("carbon.conf").path
         for sub in ["conf", "storage/whisper", "log"] {
             try FileManager.default.createDirectory(
                 at: self.directory.appendingPathComponent(sub), withIntermediateDirectories: true)
         }
+        try "[default]\npattern = .*\nretentions = 1s:1h\n".write(
+            to: conf.appendingPathComponent("storage-schemas.conf"), atomically: true, encoding: .utf8)
+        // A port picked free can be taken by another socket before carbon binds it: then try other ports.
+        var lastError: any Error = TestFailure("carbon-cache did not start")
+        for _ in 0..<3 {
+            do {
+                try self.configure(conf)
+                try self.start()
+                return
+            } catch {
+                lastError = error
+                self.stop()
+            }
+        }
+        throw lastError
+    }
+
+    /// Writes carbon.conf with new free ports.
+    private func configure(_ conf: URL) throws {
+        self.linePort = freePort()
+        self.picklePort = freePort()
+        let queryPort = freePort()
         let root = self.directory.path
         try """
         [cache]
@@ -52,10 +72,6 @@ final class CarbonCache: @unchecked Sendable {
         LOG_CREATES = False
 
         """.write(to: conf.appendingPathComponent("carbon.conf"), atomically: true, encoding: .utf8)
-        try "[default]\npattern = .*\nretentions = 1s:1h\n".write(
-            to: conf.appendingPathComponent("storage-schemas.conf"), atomically: true, encoding: .utf8)
-        self.configPath = conf.appendingPathComponent("carbon.conf").path
-        try self.start()
     }
 
     /// Starts carbon-cache (again, after `stop()`, on the same ports and whisper files) and waits for its receivers.
@@ -74,6 +90,7 @@ final class CarbonCache: @unchecked Sendable {
         try self.process.run()
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
+            guard self.process.isRunning else { throw TestFailure("carbon-cache exited:\n\(self.log.suffix(2000))") }
             if let fd = try? Send.connect(port: self.linePort) {
                 close(fd)
                 if let pickle = try? Send.connect(port: self.picklePort) {
