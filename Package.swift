@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "SidestatAggregation", targets: ["SidestatAggregation"]),
         .library(name: "SidestatBackends", targets: ["SidestatBackends"]),
         .library(name: "SidestatConfiguration", targets: ["SidestatConfiguration"]),
+        .library(name: "SidestatRunner", targets: ["SidestatRunner"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),

@@ -6,6 +6,15 @@
 /// Byte searches for the parser's hot path: eight bytes at a time (SWAR), with no lookup tables, so that nothing
 /// on the ingest path touches a lazily initialized global.
 public enum ByteScan {
+    /// Whether word reads may go past the end of a buffer within its memory page (they never fault, and what lies
+    /// beyond is masked). Off when built for AddressSanitizer (`scripts/fuzz` defines `SIDESTAT_SANITIZE`), which
+    /// would report those bytes.
+    #if SIDESTAT_SANITIZE
+    public static let readsPastEnd = false
+    #else
+    public static let readsPastEnd = true
+    #endif
+
     /// The index of the first `byte` in `bytes[start..<end]`, or `end`.
     @inlinable @inline(__always)
     public static func firstIndex(of byte: UInt8, in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Int {
@@ -21,7 +30,7 @@ public enum ByteScan {
         var index = start
         while index < end {
             let address = UInt(bitPattern: base + index)
-            if address & 4095 <= 4088 {
+            if end &- index >= 8 || (readsPastEnd && address & 4095 <= 4088) {
                 let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ pattern
                 // A zero byte in `word` is a match; the lowest flagged byte is exact.
                 var found = (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080
@@ -44,7 +53,7 @@ public enum ByteScan {
         let remaining = end &- index
         if remaining >= 8 { return base.loadUnaligned(fromByteOffset: index, as: UInt64.self) }
         let address = base + index
-        if UInt(bitPattern: address) & 4095 <= 4088 {
+        if readsPastEnd && UInt(bitPattern: address) & 4095 <= 4088 {
             return address.loadUnaligned(as: UInt64.self) & ((1 &<< UInt64(remaining &* 8)) &- 1)
         }
         var word: UInt64 = 0

@@ -55,27 +55,55 @@ public final class ManagementServer: Service, Sendable {
         try await acceptConnections(
             on: self.server, logger: self.logger, kind: "Management", maximumConnections: 64
         ) { inbound, outbound in
-            // Commands are short: a longer line is cut (and answered ERROR), so a client sending megabytes without a
-            // newline costs a bounded buffer and one look at each byte.
-            var framer = LineFramer(maximumLineBytes: Self.maximumCommandBytes)
+            var session = ManagementSession(commands: self.commands)
             for try await buffer in inbound {
-                var lines: [String] = []
-                buffer.withUnsafeReadableBytes { bytes in
-                    framer.append(bytes.bindMemory(to: UInt8.self)) { lines.append($0) }
-                }
-                for line in lines {
-                    guard let reply = self.commands.execute(line) else { return }  // quit
-                    try await outbound.write(ByteBuffer(string: reply))
-                }
+                let (replies, quit) = buffer.withUnsafeReadableBytes { session.receive($0.bindMemory(to: UInt8.self)) }
+                for reply in replies { try await outbound.write(ByteBuffer(string: reply)) }
+                if quit { return }
             }
-            // The client closed its side: a last command without a newline still counts, as in statsd, and the
-            // answer goes out before the connection closes.
-            var last: [String] = []
-            framer.finish { last.append($0) }
-            if let line = last.first, !line.allSatisfy({ $0 == " " || $0 == "\r" }), let reply = self.commands.execute(line) {
-                try await outbound.write(ByteBuffer(string: reply))
-            }
+            if let reply = session.finish() { try await outbound.write(ByteBuffer(string: reply)) }
         }
+    }
+}
+
+/// What the management port reads from one connection: lines of commands, each answered in turn. Separate from the
+/// socket so that it can be tested and fuzzed directly.
+public struct ManagementSession {
+    let commands: ManagementCommands
+    /// Commands are short: a longer line is cut (and answered ERROR), so a client sending megabytes without a
+    /// newline costs a bounded buffer and one look at each byte.
+    var framer = LineFramer(maximumLineBytes: ManagementServer.maximumCommandBytes)
+    var closed = false
+
+    public init(commands: ManagementCommands) {
+        self.commands = commands
+    }
+
+    /// Takes the next bytes from the client: the replies to the commands they complete, and whether the client
+    /// asked to `quit` (nothing after it is answered).
+    public mutating func receive(_ bytes: UnsafeBufferPointer<UInt8>) -> (replies: [String], quit: Bool) {
+        guard !self.closed else { return ([], true) }
+        var lines: [String] = []
+        self.framer.append(bytes) { lines.append($0) }
+        var replies: [String] = []
+        for line in lines {
+            guard let reply = self.commands.execute(line) else {
+                self.closed = true
+                return (replies, true)
+            }
+            replies.append(reply)
+        }
+        return (replies, false)
+    }
+
+    /// The client closed its side: a last command without a newline still counts, as in statsd.
+    public mutating func finish() -> String? {
+        guard !self.closed else { return nil }
+        self.closed = true
+        var last: [String] = []
+        self.framer.finish { last.append($0) }
+        guard let line = last.first, !line.allSatisfy({ $0 == " " || $0 == "\r" }) else { return nil }
+        return self.commands.execute(line)
     }
 }
 
@@ -86,6 +114,17 @@ public struct ManagementCommands: Sendable {
     let backends: [any MetricsBackend]
     let configuration: DaemonConfiguration
     let flushState: FlushState
+
+    public init(
+        aggregator: Aggregator, state: DaemonState, backends: [any MetricsBackend], configuration: DaemonConfiguration,
+        flushState: FlushState
+    ) {
+        self.aggregator = aggregator
+        self.state = state
+        self.backends = backends
+        self.configuration = configuration
+        self.flushState = flushState
+    }
 
     /// The reply to one command line, or nil for `quit` (close the connection).
     public func execute(_ rawLine: String) -> String? {

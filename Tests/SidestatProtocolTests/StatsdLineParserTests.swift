@@ -133,4 +133,27 @@ struct StatsdLineParserTests {
             #expect(sink.events.last == "c good.after 2 @1")
         }
     }
+
+    @Test("UTF-8 repair gives what Swift's (and node's) decoder gives: one U+FFFD per maximal invalid subpart")
+    func utf8Repair() {
+        var generator = SystemRandomNumberGenerator()
+        // Lead bytes, continuation edges and ASCII, so that most sequences are near the boundaries of validity.
+        let alphabet: [UInt8] = [
+            0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xEC, 0xED, 0xEE,
+            0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF,
+        ]
+        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 * 200, alignment: 8)
+        defer { output.deallocate() }
+        for _ in 0..<50_000 {
+            let length = Int.random(in: 0...40, using: &generator)
+            var input: [UInt8] = (0..<length).map { _ in alphabet.randomElement(using: &generator)! }
+            if Bool.random(using: &generator) { input += Array("plain ascii run, then more".utf8) }
+            let expected = Array(String(decoding: input, as: UTF8.self).utf8)
+            let count = input.withUnsafeBytes { UTF8Repair.repair($0, into: output) }
+            #expect(Array(output[0..<count]) == expected, "input \(input)")
+        }
+        let valid = Array("κλειδί 鍵 🔑 key".utf8)
+        let count = valid.withUnsafeBytes { UTF8Repair.repair($0, into: output) }
+        #expect(Array(output[0..<count]) == valid)
+    }
 }
