@@ -18,8 +18,7 @@ import Synchronization
 func acceptConnections<Inbound: Sendable, Outbound: Sendable>(
     on server: NIOAsyncChannel<NIOAsyncChannel<Inbound, Outbound>, Never>, logger: Logger, kind: String,
     maximumConnections: Int = 256,
-    serve: @escaping @Sendable (NIOAsyncChannelInboundStream<Inbound>, NIOAsyncChannelOutboundWriter<Outbound>) async throws
-        -> Void
+    serve: @escaping @Sendable (NIOAsyncChannelInboundStream<Inbound>, ReplyWriter<Outbound>) async throws -> Void
 ) async throws {
     let open = ConnectionCount()
     try await withGracefulShutdownHandler {
@@ -40,8 +39,9 @@ func acceptConnections<Inbound: Sendable, Outbound: Sendable>(
                         defer { open.leave() }
                         do {
                             try await cancelWhenGracefulShutdown {
-                                try await connection.executeThenClose { inbound, outbound in
-                                    try await serve(inbound, outbound)
+                                let writer = ReplyWriter<Outbound>(channel: connection.channel)
+                                try await connection.executeThenClose { inbound, _ in
+                                    try await serve(inbound, writer)
                                 }
                             }
                         } catch {
@@ -53,6 +53,17 @@ func acceptConnections<Inbound: Sendable, Outbound: Sendable>(
         }
     } onGracefulShutdown: {
         server.channel.close(promise: nil)
+    }
+}
+
+/// Writes a connection's replies. Each write returns once its bytes are in the socket's send buffer, so a reply to a
+/// slow reader is whole before the connection closes: `NIOAsyncChannel`'s own writer returns as soon as it has
+/// queued the bytes, and closing the channel then drops what is still queued (swift-nio #2795).
+struct ReplyWriter<Outbound: Sendable>: Sendable {
+    let channel: any Channel
+
+    func write(_ part: Outbound) async throws {
+        try await self.channel.writeAndFlush(part).get()
     }
 }
 

@@ -27,7 +27,9 @@ public final class HTTPEndpoint: Service, Sendable {
     ) async throws -> HTTPEndpoint {
         let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
         do {
+            // A client that half-closes after its request (`nc -q1`) still gets the whole response.
             server = try await ServerBootstrap.sidestat(backlog: 64)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
@@ -52,7 +54,7 @@ public final class HTTPEndpoint: Service, Sendable {
     }
 
     public func run() async throws {
-        try await acceptConnections(on: self.server, logger: self.logger, kind: "HTTP", maximumConnections: 64) { inbound, outbound in
+        try await acceptConnections(on: self.server, logger: self.logger, kind: "HTTP", maximumConnections: 64) { inbound, writer in
             var path = "/"
             var keepAlive = true
             for try await part in inbound {
@@ -68,10 +70,10 @@ public final class HTTPEndpoint: Service, Sendable {
                     headers.add(name: "Content-Type", value: response.contentType)
                     headers.add(name: "Content-Length", value: String(response.body.utf8.count))
                     if !keepAlive { headers.add(name: "Connection", value: "close") }
-                    try await outbound.write(
+                    try await writer.write(
                         .head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)))
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(string: response.body))))
-                    try await outbound.write(.end(nil))
+                    try await writer.write(.body(.byteBuffer(ByteBuffer(string: response.body))))
+                    try await writer.write(.end(nil))
                     if !keepAlive { return }
                 }
             }

@@ -54,14 +54,14 @@ public final class ManagementServer: Service, Sendable {
     public func run() async throws {
         try await acceptConnections(
             on: self.server, logger: self.logger, kind: "Management", maximumConnections: 64
-        ) { inbound, outbound in
+        ) { inbound, writer in
             var session = ManagementSession(commands: self.commands)
             for try await buffer in inbound {
                 let (replies, quit) = buffer.withUnsafeReadableBytes { session.receive($0.bindMemory(to: UInt8.self)) }
-                for reply in replies { try await outbound.write(ByteBuffer(string: reply)) }
+                for reply in replies { try await writer.write(ByteBuffer(string: reply)) }
                 if quit { return }
             }
-            if let reply = session.finish() { try await outbound.write(ByteBuffer(string: reply)) }
+            if let reply = session.finish() { try await writer.write(ByteBuffer(string: reply)) }
         }
     }
 }

@@ -227,5 +227,41 @@ extension EndToEnd {
                 })
             #expect(daemon.terminate() == 0)
         }
+
+        @Test("a slow reader that half-closes (nc -q1) gets the whole /metrics page and the whole counters dump")
+        func slowReaders() throws {
+            let daemon = try SidestatProcess(
+                config: testConfig(graphitePort: nil, extra: "backends: [\"prometheus\"], prometheus: {port: \(freePort())}"))
+            // 40,000 counters: megabytes of exposition and JSON, far more than the socket buffers between us hold.
+            let lines = (0..<40_000).map { "slow.reader.counter_with_a_long_name_\($0):1|c" }
+            Send.udp(lines.chunked(25).map { $0.joined(separator: "\n") }, port: daemon.udpPort)
+            var page = 0
+            #expect(
+                try waitUntil(timeout: 20) {
+                    page = try HTTP.get(port: daemon.httpPort, path: "/metrics").body.utf8.count
+                    return page > 1_000_000
+                }, "the /metrics page stayed at \(page) bytes")
+
+            let scraper = try Send.connect(port: daemon.httpPort, receiveBuffer: 4096)
+            defer { close(scraper) }
+            _ = Array("GET /metrics HTTP/1.0\r\n\r\n".utf8).withUnsafeBytes { send(scraper, $0.baseAddress, $0.count, 0) }
+            shutdown(scraper, Int32(SHUT_WR))
+            let response = String(decoding: Send.readSlowly(scraper), as: UTF8.self)
+            let head = try #require(response.range(of: "\r\n\r\n"), "\(response.prefix(200))")
+            let length = response[..<head.lowerBound].split(separator: "\r\n")
+                .first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+            #expect(length ?? 0 > 1_000_000)
+            #expect(response[head.upperBound...].utf8.count == length, "the body was cut")
+
+            let client = try Send.connect(port: daemon.managementPort, receiveBuffer: 4096)
+            defer { close(client) }
+            _ = Array("counters\n".utf8).withUnsafeBytes { send(client, $0.baseAddress, $0.count, 0) }
+            shutdown(client, Int32(SHUT_WR))
+            let dump = String(decoding: Send.readSlowly(client), as: UTF8.self)
+            #expect(dump.utf8.count > 1_000_000)
+            #expect(dump.hasSuffix("}\nEND\n\n"), "the dump was cut at \(dump.utf8.count) bytes")
+            #expect(daemon.terminate() == 0)
+        }
     }
 }

@@ -232,8 +232,23 @@ enum Send {
         return received
     }
 
-    static func connect(port: Int) throws -> Int32 {
+    /// Reads as a slow client does: `chunk` bytes at a time with a pause after each, until the peer closes (or the
+    /// socket's receive timeout passes). Connect with a small `receiveBuffer` so that the server's writes back up.
+    static func readSlowly(_ fd: Int32, chunk: Int = 4096, pauseMicroseconds: UInt32 = 1000) -> [UInt8] {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received += buffer[0..<count]
+            usleep(pauseMicroseconds)  // the reader's own pace: this is what makes it slow, not a wait
+        }
+        return received
+    }
+
+    static func connect(port: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
