@@ -111,7 +111,7 @@ public final class Daemon: Sendable {
                 let port = configuration.httpPort ?? configuration.prometheus.port
                 return PrometheusBackend(
                     buckets: configuration.prometheus.buckets, instance: instance, startupTime: startupTime,
-                    endpoint: "http://\(address):\(port)")
+                    endpoint: "http://\(address):\(port)", seriesBudget: configuration.seriesBudget)
             case .repeater:
                 return repeater ?? Repeater(targets: [], tcp: false, logger: logger)
             }

@@ -60,13 +60,44 @@ struct UpstreamEncoderTests {
         let data = self.flush(
             counters: [("api.v1-hits;env=prod;__name__=x;a:b=c", 2)], timers: [("db.query", [5, 50, 500])])
         await backend.flush(data, deadline: .now, logger: logger)
-        await backend.flush(self.flush(counters: [("api.v1-hits;env=prod;__name__=x;a:b=c", 3)]), deadline: .now, logger: logger)
+        // The timer is idle in the second interval: statsd (deleteTimers off) flushes it with no samples.
+        await backend.flush(
+            self.flush(counters: [("api.v1-hits;env=prod;__name__=x;a:b=c", 3)], timers: [("db.query", [])]),
+            deadline: .now, logger: logger)
         let text = backend.render()
         #expect(text.contains("# TYPE api_v1_hits_total counter\napi_v1_hits_total{a_b=\"c\",env=\"prod\",sidestat_instance=\"web \\\"1\\\"\"} 5\n"), "\(text)")
         #expect(text.contains("db_query_seconds_bucket{sidestat_instance=\"web \\\"1\\\"\",le=\"0.01\"} 1\n"))
         #expect(text.contains("db_query_seconds_bucket{sidestat_instance=\"web \\\"1\\\"\",le=\"0.1\"} 2\n"))
         #expect(text.contains("db_query_seconds_bucket{sidestat_instance=\"web \\\"1\\\"\",le=\"+Inf\"} 3\n"))
         #expect(text.contains("db_query_seconds_sum{sidestat_instance=\"web \\\"1\\\"\"} 0.555\n"))
+    }
+
+    @Test("Prometheus: a key a flush no longer brings (deleteIdleStats) leaves the page; a returning counter restarts")
+    func prometheusIdleSeries() async {
+        let backend = PrometheusBackend(buckets: [0.1], instance: "i", startupTime: 0)
+        let logger = Logger(label: "test")
+        await backend.flush(self.flush(counters: [("a", 1), ("b", 2)], timers: [("t", [5])]), deadline: .now, logger: logger)
+        await backend.flush(self.flush(counters: [("a", 3)]), deadline: .now, logger: logger)
+        var text = backend.render()
+        #expect(text.contains("a_total{sidestat_instance=\"i\"} 4\n"), "\(text)")
+        #expect(!text.contains("b_total") && !text.contains("t_seconds"), "\(text)")
+        #expect(backend.status().first { $0.name == "series" }?.value == 1)
+        await backend.flush(self.flush(counters: [("a", 1), ("b", 5)]), deadline: .now, logger: logger)
+        text = backend.render()
+        #expect(text.contains("a_total{sidestat_instance=\"i\"} 5\n") && text.contains("b_total{sidestat_instance=\"i\"} 5\n"))
+    }
+
+    @Test("Prometheus: past seriesBudget series of a type, new series are left out and counted; known ones go on")
+    func prometheusSeriesBudget() async {
+        let backend = PrometheusBackend(buckets: [0.1], instance: "i", startupTime: 0, seriesBudget: 2)
+        let logger = Logger(label: "test")
+        await backend.flush(self.flush(counters: [("a", 1), ("b", 1), ("c", 1)], timers: [("t", [1])]), deadline: .now, logger: logger)
+        await backend.flush(self.flush(counters: [("c", 1), ("b", 1), ("a", 1)], timers: [("t", [1])]), deadline: .now, logger: logger)
+        let text = backend.render()
+        #expect(text.contains("a_total{sidestat_instance=\"i\"} 2\n") && text.contains("b_total{sidestat_instance=\"i\"} 2\n"), "\(text)")
+        #expect(!text.contains("c_total"))
+        #expect(text.contains("t_seconds_count{sidestat_instance=\"i\"} 2\n"), "another type has its own budget")
+        #expect(backend.status().first { $0.name == "series_dropped" }?.value == 2)
     }
 
     @Test("Librato: measurements batched 300 to a request, each request carrying its source and time")

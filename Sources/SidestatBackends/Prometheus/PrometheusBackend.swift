@@ -36,61 +36,103 @@ public final class PrometheusBackend: MetricsBackend {
         var histograms: [String: [String: Histogram]] = [:]
         var conflicts: Set<String> = []
         var lastFlush: Double
+        /// Series a flush brought past `seriesBudget`, since start.
+        var seriesDropped = 0
     }
 
     let state: Mutex<State>
+    /// The most series of each Prometheus type (counter, gauge, histogram) the page holds.
+    let seriesBudget: Int
 
     public let destination: String
 
-    /// - Parameter endpoint: where `/metrics` is served, for the start-up line.
-    public init(buckets: [Double], instance: String, startupTime: Double, endpoint: String = "") {
+    /// - Parameters:
+    ///   - endpoint: where `/metrics` is served, for the start-up line.
+    ///   - seriesBudget: the configuration's `seriesBudget`, here the most series of each Prometheus type.
+    public init(
+        buckets: [Double], instance: String, startupTime: Double, endpoint: String = "", seriesBudget: Int = 100_000
+    ) {
         self.destination = "scraped at \(endpoint)/metrics"
         self.buckets = buckets
         self.instance = instance
+        self.seriesBudget = seriesBudget
         self.state = Mutex(State(lastFlush: startupTime))
     }
 
     public func status() -> [(name: String, value: Double)] {
-        let (lastFlush, series) = self.state.withLock { state in
-            (state.lastFlush, state.values.values.reduce(0) { $0 + $1.count } + state.histograms.values.reduce(0) { $0 + $1.count })
+        let (lastFlush, series, dropped) = self.state.withLock { state in
+            (
+                state.lastFlush,
+                state.values.values.reduce(0) { $0 + $1.count } + state.histograms.values.reduce(0) { $0 + $1.count },
+                state.seriesDropped
+            )
         }
-        return [("last_flush", lastFlush), ("series", Double(series))]
+        return [("last_flush", lastFlush), ("series", Double(series)), ("series_dropped", Double(dropped))]
     }
 
+    /// Each flush rebuilds the page from the keys it brings: a series keeps its total (counters, histograms) while
+    /// its key is flushed, and leaves the page when a flush no longer has it. So the idle-key settings apply as they
+    /// do upstream: with `deleteIdleStats` (or `deleteCounters`, ...) an idle key leaves after one empty interval
+    /// (and a counter that comes back starts again from 0, which Prometheus reads as a counter reset); without
+    /// them, statsd flushes idle keys on (0, or the last gauge value) and the series stay. Past `seriesBudget`
+    /// series of one type, new series are left out and counted.
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
         let snapshot = data.snapshot
         var conflicts: [String] = []
+        var dropped = 0
         self.state.withLock { state in
-            func register(_ name: String, _ kind: Kind) -> Bool {
-                if let existing = state.kinds[name] {
-                    if existing == kind { return true }
-                    if state.conflicts.insert(name).inserted { conflicts.append(name) }
+            var kinds: [String: Kind] = [:]
+            var values: [String: [String: Double]] = [:]
+            var histograms: [String: [String: Histogram]] = [:]
+            // Series already on the page keep their place; a new one counts against the budget together with all
+            // of those (some may not come back: the bound is then strict by one flush).
+            var counts: [Kind: Int] = [:]
+            for (family, series) in state.values { counts[state.kinds[family] ?? .gauge, default: 0] += series.count }
+            for series in state.histograms.values { counts[.histogram, default: 0] += series.count }
+            /// Whether the series (`family`, `labels`) may be on the page: its family has that one kind, and it is
+            /// already there or the budget has room.
+            func admit(_ family: String, _ labels: String, _ kind: Kind) -> Bool {
+                if let existing = kinds[family] ?? state.kinds[family], existing != kind {
+                    if state.conflicts.insert(family).inserted { conflicts.append(family) }
                     return false
                 }
-                state.kinds[name] = kind
+                let known = kind == .histogram
+                    ? histograms[family]?[labels] != nil : values[family]?[labels] != nil
+                if !known {
+                    let wasThere = kind == .histogram
+                        ? state.histograms[family]?[labels] != nil : state.values[family]?[labels] != nil
+                    guard wasThere || counts[kind, default: 0] < self.seriesBudget else {
+                        dropped += 1
+                        return false
+                    }
+                    counts[kind, default: 0] += 1
+                }
+                kinds[family] = kind
                 return true
             }
             for counter in snapshot.counters where counter.value.isFinite {
                 let (name, labels) = self.series(snapshot.string(counter.key))
                 let family = name + "_total"
-                guard register(family, .counter) else { continue }
-                state.values[family, default: [:]][labels, default: 0] += counter.value
+                guard admit(family, labels, .counter) else { continue }
+                let total = values[family]?[labels] ?? state.values[family]?[labels] ?? 0
+                values[family, default: [:]][labels] = total + counter.value
             }
             for gauge in snapshot.gauges where gauge.value.isFinite {
                 let (name, labels) = self.series(snapshot.string(gauge.key))
-                guard register(name, .gauge) else { continue }
-                state.values[name, default: [:]][labels] = gauge.value
+                guard admit(name, labels, .gauge) else { continue }
+                values[name, default: [:]][labels] = gauge.value
             }
             for set in snapshot.sets {
                 let (name, labels) = self.series(snapshot.string(set.key))
-                guard register(name, .gauge) else { continue }
-                state.values[name, default: [:]][labels] = Double(set.members.count)
+                guard admit(name, labels, .gauge) else { continue }
+                values[name, default: [:]][labels] = Double(set.members.count)
             }
             for timer in snapshot.timers {
                 let (name, labels) = self.series(snapshot.string(timer.key))
                 let family = name + "_seconds"
-                guard register(family, .histogram) else { continue }
-                var histogram = state.histograms[family]?[labels] ?? Histogram(counts: [UInt64](repeating: 0, count: self.buckets.count + 1))
+                guard admit(family, labels, .histogram) else { continue }
+                var histogram = histograms[family]?[labels] ?? state.histograms[family]?[labels]
+                    ?? Histogram(counts: [UInt64](repeating: 0, count: self.buckets.count + 1))
                 for value in snapshot.timerSamples[timer.samples] where value.isFinite {
                     let seconds = value / 1000
                     let index = self.buckets.firstIndex { seconds <= $0 } ?? self.buckets.count
@@ -98,14 +140,25 @@ public final class PrometheusBackend: MetricsBackend {
                     histogram.sum += seconds
                     histogram.count += 1
                 }
-                state.histograms[family, default: [:]][labels] = histogram
+                histograms[family, default: [:]][labels] = histogram
             }
+            state.kinds = kinds
+            state.values = values
+            state.histograms = histograms
+            state.seriesDropped += dropped
             state.lastFlush = Double(data.timestamp)
         }
         for name in conflicts {
             logger.warning(
                 "A key is used as two statsd types; Prometheus keeps the first",
                 metadata: ["backend.name": "prometheus", "metric": "\(name)"])
+        }
+        if dropped > 0 {
+            logger.warning(
+                "Prometheus series budget reached: new series left out of /metrics",
+                metadata: [
+                    "backend.name": "prometheus", "series.dropped": "\(dropped)", "series.budget": "\(self.seriesBudget)",
+                ])
         }
     }
 
