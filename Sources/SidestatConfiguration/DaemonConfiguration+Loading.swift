@@ -22,7 +22,7 @@ extension DaemonConfiguration {
         "flush_counts", "console", "repeater", "repeaterProtocol",
         // Sidestat
         "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes", "instance", "hostedGraphite",
-        "librato", "influxdb", "prometheus", "otlp", "httpPort", "httpAddress", "seriesBudget",
+        "librato", "influxdb", "prometheus", "otlp", "httpPort", "httpAddress", "seriesBudget", "tcpIdleTimeout",
     ]
 
     static let backendAliases: [String: BackendKind] = [
@@ -404,6 +404,9 @@ extension DaemonConfiguration {
         if let budget = reader.integer(object["seriesBudget"], key: "seriesBudget", in: 1...100_000_000) {
             c.seriesBudget = budget
         }
+        if let seconds = reader.integer(object["tcpIdleTimeout"], key: "tcpIdleTimeout", in: 0...(86_400 * 365)) {
+            c.tcpIdleTimeout = seconds
+        }
 
         if !reader.problems.isEmpty {
             throw ConfigurationError(file: file, problems: reader.problems)
@@ -646,6 +649,7 @@ extension DaemonConfiguration {
         add("udpReaders", String(self.udpReaders))
         add("retryBufferBytes", String(self.retryBufferBytes))
         add("seriesBudget", String(self.seriesBudget))
+        add("tcpIdleTimeout", String(self.tcpIdleTimeout))
         add("instance", quote(self.instance))
         if let h = self.hostedGraphite { add("hostedGraphite", "{ apiKey: \(secret(h.apiKey)), host: \(quote(h.host)), port: \(h.port) }") }
         if let l = self.librato { add("librato", "{ user: \(quote(l.user)), token: \(secret(l.token)), source: \(quote(l.source)), api: \(quote(l.api)) }") }

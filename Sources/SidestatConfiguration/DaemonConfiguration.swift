@@ -166,6 +166,8 @@ public struct DaemonConfiguration: Sendable {
     /// Live keys per type (counters, timers, gauges, sets) each ingest shard keeps; past it new keys are refused and
     /// counted in `statsd.series_dropped`.
     public var seriesBudget = 100_000
+    /// A statsd TCP connection that sends nothing for this many seconds is closed (0: never).
+    public var tcpIdleTimeout = 3600
 
     public init() {}
 

@@ -59,7 +59,8 @@ public final class Daemon: Sendable {
             case .tcp:
                 let stream = try await StreamListener.bind(
                     configuration: listener, shard: udpCount, aggregator: aggregator, state: state,
-                    dumpMessages: configuration.dumpMessages, repeater: repeater, logger: logger)
+                    dumpMessages: configuration.dumpMessages, repeater: repeater,
+                    idleTimeout: configuration.tcpIdleTimeout, logger: logger)
                 streamListeners.append(stream)
                 state.addBoundAddress(stream.unixSocket.map { "unix=\($0)" } ?? "tcp=\(listener.address):\(stream.port)")
             }

@@ -36,14 +36,19 @@ public final class StreamListener: Service, Sendable {
     /// Binds the listener now, so that errors stop start-up.
     static func bind(
         configuration: ListenerConfiguration, shard: Int, aggregator: Aggregator, state: DaemonState,
-        dumpMessages: Bool, repeater: Repeater? = nil, logger: Logger
+        dumpMessages: Bool, repeater: Repeater? = nil, idleTimeout: Int = 0, logger: Logger
     ) async throws -> StreamListener {
         let bootstrap = ServerBootstrap.sidestat(backlog: 256)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
         let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> = {
             channel in
             channel.eventLoop.makeCompletedFuture {
-                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                if idleTimeout > 0 {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        IdleStateHandler(readTimeout: .seconds(Int64(idleTimeout))),
+                        CloseIdleConnection(seconds: idleTimeout, logger: logger))
+                }
+                return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
             }
         }
         let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
@@ -161,6 +166,32 @@ public final class StreamListener: Service, Sendable {
         self.state.recordBatch(badLines: report.badLines)
         if let messages = report.badLineMessages {
             limiter.log(messages.lines, suppressed: messages.suppressed, logger: self.logger)
+        }
+    }
+}
+
+/// Closes a statsd TCP connection that sent nothing for `tcpIdleTimeout` seconds (a client that went away without
+/// closing, or one holding a connection it never uses), so that such connections cannot pile up to the bound.
+/// What it sent before has been ingested as it arrived.
+final class CloseIdleConnection: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    let seconds: Int
+    let logger: Logger
+
+    init(seconds: Int, logger: Logger) {
+        self.seconds = seconds
+        self.logger = logger
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            self.logger.info(
+                "Closing a TCP connection idle for \(self.seconds) s (tcpIdleTimeout)",
+                metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
         }
     }
 }

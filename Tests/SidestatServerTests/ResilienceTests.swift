@@ -228,6 +228,29 @@ extension EndToEnd {
             #expect(daemon.terminate() == 0)
         }
 
+        @Test("a TCP client silent past tcpIdleTimeout is closed; what it sent counts, and a new connection works")
+        func tcpIdleTimeout() throws {
+            let sink = try LineSink()
+            let daemon = try SidestatProcess(
+                config: testConfig(graphitePort: sink.port, extra: "server: './servers/tcp', tcpIdleTimeout: 1"))
+            let idle = try Send.connect(port: daemon.tcpPort)
+            defer { close(idle) }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(idle, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            _ = Array("before.idle:2|c\n".utf8).withUnsafeBytes { send(idle, $0.baseAddress, $0.count, 0) }
+            // The server closes its side: the client reads the end of the stream (not its 10 s timeout).
+            let started = Date()
+            var byte: UInt8 = 0
+            #expect(recv(idle, &byte, 1, 0) == 0)
+            #expect(Date().timeIntervalSince(started) < 8)
+            #expect(daemon.waitForOutput("Closing a TCP connection idle for 1 s (tcpIdleTimeout)"))
+            try Send.tcp([Array("after.idle:3|c\n".utf8)], port: daemon.tcpPort)
+            let before = try #require(sink.waitForFlush { $0.name == "stats_counts.before.idle" }).lines
+            #expect(before.value("stats_counts.before.idle") == "2")
+            #expect(sink.waitForFlush { $0.name == "stats_counts.after.idle" && $0.value == "3" } != nil)
+            #expect(daemon.terminate() == 0)
+        }
+
         @Test("a slow reader that half-closes (nc -q1) gets the whole /metrics page and the whole counters dump")
         func slowReaders() throws {
             let daemon = try SidestatProcess(
