@@ -4,14 +4,18 @@
 #include <errno.h>
 #include <dirent.h>
 #include <dlfcn.h>
-#include <spawn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <linux/sockios.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/uio.h>
 #include <sys/mman.h>
 #include <stdio.h>
@@ -104,25 +108,86 @@ size_t sidestat_page_out_executable(void) {
 
 int sidestat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
-int sidestat_spawn_close_other_fds(void *actions) {
-    typedef int (*closefrom_fn)(posix_spawn_file_actions_t *, int);
-    static closefrom_fn closefrom = NULL;
-    static int looked = 0;
-    if (!looked) {
-        closefrom = (closefrom_fn)dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_addclosefrom_np");
-        looked = 1;
+/* Closes every descriptor from `from` up except `keep`, in the child between fork and exec (async-signal-safe). */
+static void close_from(int from, int keep) {
+#ifdef SYS_close_range
+    if (keep >= from) {
+        if ((keep == from || syscall(SYS_close_range, from, keep - 1, 0) == 0)
+            && syscall(SYS_close_range, keep + 1, ~0U, 0) == 0)
+            return;
+    } else if (syscall(SYS_close_range, from, ~0U, 0) == 0) {
+        return;
     }
-    if (closefrom) return closefrom((posix_spawn_file_actions_t *)actions, 3);
-    DIR *dir = opendir("/proc/self/fd");
-    if (!dir) return -1;
-    int self = dirfd(dir);
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-        int fd = atoi(entry->d_name);
-        if (fd > 2 && fd != self) posix_spawn_file_actions_addclose((posix_spawn_file_actions_t *)actions, fd);
+#endif
+    struct rlimit limit;
+    long max = (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) ? (long)limit.rlim_cur : 65536;
+    if (max > 1 << 20) max = 1 << 20;
+    for (long fd = from; fd < max; fd++)
+        if (fd != keep) close((int)fd);
+}
+
+int sidestat_spawn(const char *path, char *const argv[], char *const envp[], int output_fd, int death_signal,
+                   int *pid_out) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return errno;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int error = errno;
+        close(report[0]);
+        close(report[1]);
+        return error;
     }
-    closedir(dir);
+    if (pid == 0) {
+        /* The child: only async-signal-safe calls from here to exec. */
+        int error = 0;
+        if (death_signal > 0) {
+            if (prctl(PR_SET_PDEATHSIG, death_signal, 0, 0, 0) != 0) error = errno;
+            if (getppid() != parent) _exit(127); /* Sidestat is gone already */
+        }
+        if (!error && setpgid(0, 0) != 0) error = errno;
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = SIG_DFL;
+        for (int signal = 1; signal < NSIG; signal++) sigaction(signal, &action, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int null = open("/dev/null", O_RDONLY);
+        if (null < 0 || dup2(null, 0) < 0) error = error ? error : errno;
+        if (output_fd >= 0 && (dup2(output_fd, 1) < 0 || dup2(output_fd, 2) < 0)) error = error ? error : errno;
+        if (!error) {
+            close_from(3, report[1]);
+            execve(path, argv, envp);
+            error = errno;
+        }
+        ssize_t ignored = write(report[1], &error, sizeof error);
+        (void)ignored;
+        _exit(127);
+    }
+    close(report[1]);
+    int error = 0;
+    ssize_t count;
+    do {
+        count = read(report[0], &error, sizeof error);
+    } while (count < 0 && errno == EINTR);
+    close(report[0]);
+    if (count == (ssize_t)sizeof error && error != 0) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return error;
+    }
+    *pid_out = pid;
     return 0;
+}
+
+int sidestat_local_port(int fd) {
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    if (getsockname(fd, (struct sockaddr *)&address, &length) != 0) return -1;
+    if (address.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+    if (address.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&address)->sin_port);
+    return -1;
 }
 
 int sidestat_unacknowledged_bytes(int fd) {

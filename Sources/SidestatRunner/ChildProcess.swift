@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CSidestat
+import Dispatch
 import SidestatBackends
 import Synchronization
 
@@ -13,10 +14,11 @@ import Glibc
 import Darwin
 #endif
 
-/// A child started with posix_spawn in a process group of its own (its pid is the group's id), with every signal
-/// back at its default (the parent ignores SIGTERM and SIGINT to handle them itself, and ignored signals would
-/// otherwise be inherited), stdin from /dev/null, stdout and stderr either merged into one pipe or inherited, and no
-/// other descriptor.
+/// A child started as a supervisor starts one (`sidestat_spawn`): in a process group of its own (its pid is the
+/// group's id), with every signal back at its default (the parent ignores SIGTERM and SIGINT to handle them itself,
+/// and ignored signals would otherwise be inherited), stdin from /dev/null, stdout and stderr either merged into one
+/// pipe or inherited, no other descriptor, and SIGTERM as its parent-death signal: if Sidestat is killed outright
+/// (SIGKILL, a crash), each child it started is told to stop.
 public final class ChildProcess: Sendable {
     public let name: String
     public let pid: pid_t
@@ -27,45 +29,23 @@ public final class ChildProcess: Sendable {
         public var description: String
     }
 
+    /// Call it from a thread that lives as long as the child: the parent-death signal is sent when the thread that
+    /// created the child ends (`Supervisor` keeps one such thread).
     /// - Parameters:
-    ///   - arguments: the program and its arguments; the program is looked up in `PATH` when it has no `/`.
+    ///   - arguments: the program and its arguments; the program is looked up in `PATH` (the child's environment's,
+    ///     as execvpe does) when it has no `/`.
     public static func spawn(
         name: String, arguments: [String], environment: [String: String], captureOutput: Bool
     ) throws -> ChildProcess {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        guard let program = arguments.first, let path = Self.executablePath(program, environment: environment) else {
+            throw SpawnError(description: "cannot start \(arguments.first ?? ""): \(String(cString: strerror(ENOENT)))")
+        }
         var fds: [Int32] = [-1, -1]
         if captureOutput {
             guard sidestat_pipe_cloexec(&fds) == 0 else {
                 throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))")
             }
-            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-            posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
         }
-        // Nothing of Sidestat's beyond stdin, stdout and stderr: an orphan must never keep a statsd port open.
-        guard sidestat_spawn_close_other_fds(&actions) == 0 else {
-            if captureOutput {
-                close(fds[0])
-                close(fds[1])
-            }
-            throw SpawnError(description: "cannot prepare the child's descriptors: \(String(cString: strerror(errno)))")
-        }
-
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -73,13 +53,27 @@ public final class ChildProcess: Sendable {
             for pointer in envp { free(pointer) }
         }
         var pid: pid_t = 0
-        let result = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+        let result = sidestat_spawn(path, argv, envp, fds[1], SIGTERM, &pid)
         if captureOutput { close(fds[1]) }
         guard result == 0 else {
             if captureOutput { close(fds[0]) }
-            throw SpawnError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
+            throw SpawnError(description: "cannot start \(program): \(String(cString: strerror(result)))")
         }
         return ChildProcess(name: name, pid: pid, outputFD: captureOutput ? fds[0] : -1)
+    }
+
+    /// `program` itself when it has a `/`, else the first executable file of that name in `PATH`.
+    static func executablePath(_ program: String, environment: [String: String]) -> String? {
+        if program.contains("/") { return program }
+        let searchPath = environment["PATH"] ?? getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in searchPath.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + program
+            var info = stat()
+            if stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, access(candidate, X_OK) == 0 {
+                return candidate
+            }
+        }
+        return nil
     }
 
     private init(name: String, pid: pid_t, outputFD: Int32) {
@@ -141,4 +135,25 @@ public final class ChildProcess: Sendable {
 
     /// A longer output line is cut there (the rest of it is dropped, and the cut is marked).
     public static let maximumLineBytes = 64 * 1024
+}
+
+/// The thread that creates the children and then waits, alive, until `release()`: Linux sends a child its
+/// parent-death signal when the thread that created it ends, so the children cannot be created on a pool thread
+/// (which may end whenever it is idle).
+final class ParentThread: Sendable {
+    private let released = DispatchSemaphore(value: 0)
+
+    /// Runs `body` on the thread and returns its result; the thread then stays until `release()`.
+    func run<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
+        await withCheckedContinuation { continuation in
+            ReaderThread(name: "sidestat-parent") { [released] in
+                continuation.resume(returning: body())
+                released.wait()
+            }.start()
+        }
+    }
+
+    func release() {
+        self.released.signal()
+    }
 }

@@ -73,17 +73,28 @@ public final class Supervisor: Service, Sendable {
         let stopReading = StopFlag()
         var outputReaders: [Int: ReaderThread] = [:]
         var firstCode: Int32? = nil
-        for (index, spec) in self.specs.enumerated() {
-            let child: ChildProcess
-            do {
-                child = try ChildProcess.spawn(
-                    name: spec.name, arguments: spec.arguments, environment: spec.environment,
-                    captureOutput: self.printer != nil)
-            } catch {
-                self.system("\(spec.name) could not start: \(error)")
-                firstCode = firstCode ?? 127
-                break
+        // The children are created on a thread of their own that stays until they are all gone: their parent-death
+        // signal goes to them when the thread that created them ends.
+        let parent = ParentThread()
+        defer { parent.release() }
+        let specs = self.specs
+        let captureOutput = self.printer != nil
+        let (spawned, failure) = await parent.run { () -> ([ChildProcess], String?) in
+            var spawned: [ChildProcess] = []
+            for spec in specs {
+                do {
+                    spawned.append(
+                        try ChildProcess.spawn(
+                            name: spec.name, arguments: spec.arguments, environment: spec.environment,
+                            captureOutput: captureOutput))
+                } catch {
+                    return (spawned, "\(spec.name) could not start: \(error)")
+                }
             }
+            return (spawned, nil)
+        }
+        for (index, child) in spawned.enumerated() {
+            let spec = self.specs[index]
             children.append(child)
             self.system("\(spec.name) started (pid=\(child.pid))")
             if let printer = self.printer {
@@ -103,6 +114,10 @@ public final class Supervisor: Service, Sendable {
             }
             waiter.start()
             threads.append(waiter)
+        }
+        if let failure {
+            self.system(failure)
+            firstCode = 127
         }
         // SIGHUP (a closed terminal, a platform's restart) stops the processes as SIGTERM does.
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)

@@ -109,21 +109,7 @@ public final class UDPListener: Service, Sendable {
             close(fd)
             throw ListenError("UDP", address: address, port: port, errno: code)
         }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let boundPort = withUnsafeMutablePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer -> Int in
-                getsockname(fd, sockaddrPointer, &length)
-                if Int32(sockaddrPointer.pointee.sa_family) == AF_INET6 {
-                    return sockaddrPointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-                        Int(UInt16(bigEndian: $0.pointee.sin6_port))
-                    }
-                }
-                return sockaddrPointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                    Int(UInt16(bigEndian: $0.pointee.sin_port))
-                }
-            }
-        }
+        let boundPort = Int(sidestat_local_port(fd))
         if logBuffer {
             var effective: Int32 = 0
             var size = socklen_t(MemoryLayout<Int32>.size)

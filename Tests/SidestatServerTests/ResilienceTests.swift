@@ -51,6 +51,25 @@ extension EndToEnd {
             #expect(!fds.contains { $0.contains("socket:") || $0.contains("eventpoll") || $0.contains("anon_inode") }, "\(fds)")
         }
 
+        @Test("start killed outright (SIGKILL): each child gets its parent-death signal and stops")
+        func parentDeath() throws {
+            let directory = TestPaths.temporaryDirectory()
+            try testConfig(graphitePort: nil).write(
+                to: directory.appendingPathComponent("s.js"), atomically: true, encoding: .utf8)
+            try "web: exec sleep 1003\nworker: exec sleep 1004\n".write(
+                to: directory.appendingPathComponent("Procfile"), atomically: true, encoding: .utf8)
+            let process = try SidestatProcess(
+                arguments: ["start", "--config", "s.js", "--no-color"], waitForUp: true, workingDirectory: directory)
+            #expect(process.waitForOutput("worker.1 started"))
+            #expect(Self.processes(containing: "sleep 1003").count == 1 && Self.processes(containing: "sleep 1004").count == 1)
+            process.signal(SIGKILL)
+            _ = process.waitForExit()
+            #expect(
+                waitUntil(timeout: 5) {
+                    Self.processes(containing: "sleep 1003").isEmpty && Self.processes(containing: "sleep 1004").isEmpty
+                }, "\(Self.processes(containing: "sleep 100"))")
+        }
+
         @Test("a config file nested 10,000 deep stops start-up with exit code 2 and the place, for every command")
         func deepConfig() throws {
             let path = TestPaths.temporaryDirectory().appendingPathComponent("deep.js")

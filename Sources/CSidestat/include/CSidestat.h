@@ -63,14 +63,21 @@ size_t sidestat_page_out_executable(void);
 /// pipe2(O_CLOEXEC): a pipe whose ends are not inherited by other children.
 int sidestat_pipe_cloexec(int fds[2]);
 
+/// The local port socket `fd` is bound to (IPv4 or IPv6), or -1. (In C: Swift sees `sockaddr_in` through
+/// whichever C module included its header first, which differs from one build to the next.)
+int sidestat_local_port(int fd);
+
 /// Bytes written to the TCP socket `fd` that the peer has not acknowledged yet (ioctl SIOCOUTQ), or -1.
 int sidestat_unacknowledged_bytes(int fd);
 
-/// Adds to `actions` (a `posix_spawn_file_actions_t *`) the closing of every descriptor from 3 up, so that a child
-/// starts with stdin, stdout and stderr only (no listening socket, epoll or pipe of Sidestat's): glibc's
-/// posix_spawn_file_actions_addclosefrom_np where it exists (2.34 and later), else one close per open descriptor.
-/// Returns 0 on success.
-int sidestat_spawn_close_other_fds(void *actions);
+/// Starts `path` (a full path) with `argv` and `envp` as a supervisor starts a child: fork, then in the child
+/// PR_SET_PDEATHSIG with `death_signal` (when above 0; it goes to the child when the *thread* that called this
+/// ends, so call it from a thread that lives as long as the child should), a process group of its own, every signal
+/// at its default and unblocked, stdin from /dev/null, stdout and stderr to `output_fd` (when not -1, else
+/// inherited), and no other descriptor of Sidestat's (an orphan must never keep a statsd port open). Returns 0 and
+/// the pid, or the errno of what failed (exec's included, reported through a close-on-exec pipe).
+int sidestat_spawn(const char *path, char *const argv[], char *const envp[], int output_fd, int death_signal,
+                   int *pid_out);
 
 /// Makes this process the subreaper of its descendants (PR_SET_CHILD_SUBREAPER).
 int sidestat_set_child_subreaper(void);
