@@ -18,6 +18,7 @@ public final class DaemonState: Sendable {
     private let healthUp: Atomic<Bool>
     private let lastMessageSeen: Atomic<Int>
     private let badLinesTotal = Atomic<Int>(0)
+    private let seriesDroppedTotal = Atomic<Int>(0)
     /// The listeners' bound addresses, once bound (`udp://127.0.0.1:8125`, ...).
     private let boundAddresses = Mutex<[String]>([])
 
@@ -41,6 +42,13 @@ public final class DaemonState: Sendable {
 
     public var lastMessageSeenTime: Int { self.lastMessageSeen.load(ordering: .relaxed) }
     public var badLinesSeenTotal: Int { self.badLinesTotal.load(ordering: .relaxed) }
+
+    /// New keys the series budget refused, since start, as of the last flush.
+    public var seriesDropped: Int { self.seriesDroppedTotal.load(ordering: .relaxed) }
+
+    public func recordSeriesDropped(_ count: Int) {
+        if count > 0 { self.seriesDroppedTotal.wrappingAdd(count, ordering: .relaxed) }
+    }
 
     public func resetBadLines() { self.badLinesTotal.store(0, ordering: .relaxed) }
 

@@ -206,6 +206,7 @@ public struct FlushService: Service {
             let key = snapshot.store(name)
             own.append(.init(key: key, value: value))
         }
+        self.state.recordSeriesDropped(snapshot.seriesDropped)
         if snapshot.seriesDropped > 0 {
             // Only when the budget refused keys, so that statsd's output is unchanged otherwise.
             own.append(.init(key: snapshot.store("\(self.configuration.prefixStats).series_dropped"), value: Double(snapshot.seriesDropped)))

@@ -163,6 +163,8 @@ public struct ManagementCommands: Sendable {
         var text = "uptime: \(now - self.state.startupTime)\n"
         text += "messages.last_msg_seen: \(now - self.state.lastMessageSeenTime)\n"
         text += "messages.bad_lines_seen: \(self.state.badLinesSeenTotal)\n"
+        // Only once the series budget refused keys, so that statsd's output is unchanged otherwise.
+        if self.state.seriesDropped > 0 { text += "messages.series_dropped: \(self.state.seriesDropped)\n" }
         for backend in self.backends {
             for (name, value) in backend.status() {
                 let shown = name.hasPrefix("last_") ? Double(now) - value : value
@@ -216,6 +218,9 @@ public struct ManagementCommands: Sendable {
             fields.append(Self.jsonField(prefix + ".bad_lines_seen", Self.jsonNumber(Double(snapshot.badLinesSeen))))
             fields.append(Self.jsonField(prefix + ".packets_received", Self.jsonNumber(Double(snapshot.packetsReceived))))
             fields.append(Self.jsonField(prefix + ".metrics_received", Self.jsonNumber(Double(snapshot.metricsReceived))))
+            if snapshot.seriesDropped > 0 {
+                fields.append(Self.jsonField(prefix + ".series_dropped", Self.jsonNumber(Double(snapshot.seriesDropped))))
+            }
             for counter in snapshot.counters {
                 fields.append(Self.jsonField(snapshot.string(counter.key), Self.jsonNumber(counter.value)))
             }

@@ -212,6 +212,9 @@ extension EndToEnd {
             #expect(flush.value("stats_counts.statsd.series_dropped") == "31", "\(flush)")
             #expect(flush.value("stats_counts.steady") == "2")
             #expect(flush.filter { $0.name.hasPrefix("stats_counts.api.") }.count == 49)
+            // The management port tells it too: the total since start in `stats` once a flush counted some.
+            let stats = try Send.management(["stats\n"], port: daemon.managementPort)
+            #expect(stats.contains("messages.series_dropped: 31\n"), "\(stats)")
             daemon.terminate()
             let logged = daemon.output.components(separatedBy: "Series budget reached (50 counter keys)").count - 1
             #expect(logged == 1, "\(daemon.output)")
