@@ -214,8 +214,10 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     /// Whether `key` may be kept in `table`: short enough, and room for it when it is new (the series budget, the
     /// key arena). A key too long is a bad line; a new key without room is counted in `seriesDropped`.
     @inline(__always)
-    mutating func accepts<Value>(_ key: UnsafeRawBufferPointer, in table: ByteKeyTable<Value>, type: String) -> Bool {
-        guard key.count <= Self.maximumKeyBytes else {
+    mutating func accepts<Value>(
+        _ key: UnsafeRawBufferPointer, in table: ByteKeyTable<Value>, type: String, checkLength: Bool = true
+    ) -> Bool {
+        guard !checkLength || key.count <= Self.maximumKeyBytes else {
             self.badLinesSeen += 1
             self.note("Bad line: key longer than \(Self.maximumKeyBytes) bytes (\(key.count)), dropped: "
                 + "\"\(String(decoding: key.prefix(64), as: UTF8.self))...\"")
@@ -287,6 +289,9 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     public mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) {
         guard self.accepts(key, in: self.sets, type: "set") else { return }
         let index = self.sets.findOrInsert(key) { ByteKeyTable<Void>() }
+        // A set's members are bounded as keys are (their offsets, too, are 32-bit): past the budget, or 1 GiB of
+        // member bytes, a new member is refused and counted with the keys.
+        guard self.accepts(member, in: self.sets[valueAt: index], type: "set member", checkLength: false) else { return }
         _ = self.sets[valueAt: index].findOrInsert(member) { () }
     }
 

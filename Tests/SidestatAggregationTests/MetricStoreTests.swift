@@ -115,6 +115,16 @@ struct MetricStoreTests {
 }
 
 extension MetricStoreTests {
+    @Test("a set's members are bounded by the series budget too; members it holds keep counting")
+    func setMemberBudget() {
+        let aggregator = Aggregator(shardCount: 1, seriesBudget: 3)
+        self.ingest((0..<5).map { "users:u\($0)|s" }.joined(separator: "\n") + "\nusers:u0|s", into: aggregator)
+        let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(snapshot.sets.count == 1)
+        #expect(snapshot.sets.first.map { snapshot.setMembers[$0.members].map(snapshot.string) } == ["u0", "u1", "u2"])
+        #expect(snapshot.seriesDropped == 2)
+    }
+
     @Test("the series budget refuses new keys past it, counts them, names the busiest prefix; old keys keep counting")
     func seriesBudget() {
         let aggregator = Aggregator(shardCount: 1, seriesBudget: 10)
