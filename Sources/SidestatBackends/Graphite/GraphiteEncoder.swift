@@ -48,7 +48,12 @@ public struct GraphiteEncoder {
     let pickle: Bool
     let startTime: Double
 
-    private var phase = 0
+    /// What the encoder writes next: statsd's order (counters, timers, gauges, sets, then its own lines).
+    enum Phase: Int {
+        case counters, timers, gauges, sets, trailer, lastFrame, done
+    }
+
+    private var phase = Phase.counters
     private var index = 0
     private var buffer: [UInt8] = []
     private var points = 0
@@ -60,61 +65,6 @@ public struct GraphiteEncoder {
     private var splitKeyAt = 0
     /// Values that were NaN or infinite and were left out (no such value ever leaves Sidestat).
     public private(set) var skippedNonFinite = 0
-
-    /// The constant byte strings of one flush, allocated once.
-    final class Constants {
-        let storage: UnsafeMutableRawBufferPointer
-        let ranges: [Range<Int>]
-        /// The same ranges as (offset, count) in memory this object owns: read with no reference counting.
-        let table: UnsafeMutableBufferPointer<(Int, Int)>
-
-        // Indices into `ranges`.
-        static let counterRate = 0
-        static let counterCount = 1
-        static let timerPrefix = 2
-        static let gaugePrefix = 3
-        static let setPrefix = 4
-        static let suffix = 5
-        static let timestamp = 6
-        static let rateName = 7
-        static let countName = 8
-        static let trailer = 9  // numStats, calculationtime, processing_time, 4 × graphiteStats
-        static let linePrefix = 16  // before every name: Hosted Graphite's API key
-        static let instanceSegment = 17  // `web_1.` before each key (instance in the path)
-        static let instanceTag = 18  // `;instance=web.1` after each name (instance as a tag)
-        static let queued = 19  // graphiteStats.queued_bytes, graphiteStats.dropped_points
-        static let statistics = 21  // then ".<name>" for every timer statistic
-
-        init(_ strings: [[UInt8]]) {
-            let total = strings.reduce(0) { $0 + $1.count }
-            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, total), alignment: 8)
-            self.storage = storage
-            var offset = 0
-            var ranges: [Range<Int>] = []
-            for string in strings {
-                if !string.isEmpty {
-                    string.withUnsafeBytes {
-                        storage.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
-                    }
-                }
-                ranges.append(offset..<(offset + string.count))
-                offset += string.count
-            }
-            self.ranges = ranges
-            self.table = .allocate(capacity: max(1, ranges.count))
-            for (index, range) in ranges.enumerated() { self.table[index] = (range.lowerBound, range.count) }
-        }
-
-        deinit {
-            self.storage.deallocate()
-            self.table.deallocate()
-        }
-
-        @inline(__always)
-        subscript(index: Int) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(rebasing: self.storage[self.ranges[index]])
-        }
-    }
 
     /// Where the daemon's instance name goes, and a prefix for every name (Hosted Graphite's API key).
     public struct Naming: Sendable {
@@ -206,22 +156,22 @@ public struct GraphiteEncoder {
 
     /// The next part of the payload, or nil when the flush is complete.
     public mutating func nextChunk() -> Chunk? {
-        while self.phase < 6 {
+        while self.phase != .done {
             switch self.phase {
-            case 0:
+            case .counters:
                 self.encodeCounters()
-            case 1:
+            case .timers:
                 self.encodeTimers()
-            case 2:
+            case .gauges:
                 self.encodeGauges()
-            case 3:
+            case .sets:
                 self.encodeSets()
-            case 4:
+            case .trailer:
                 self.trailer()
-                self.phase = 5
+                self.phase = .lastFrame
                 continue
-            default:
-                self.phase = 6
+            case .lastFrame, .done:
+                self.phase = .done
                 self.endFrame()
                 return self.takeChunk(force: true)
             }
@@ -314,7 +264,7 @@ public struct GraphiteEncoder {
     }
 
     private mutating func nextPhase() {
-        self.phase += 1
+        self.phase = Phase(rawValue: self.phase.rawValue + 1) ?? .done
         self.index = 0
     }
 

@@ -1,0 +1,126 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import SidestatProtocol
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension DaemonConfiguration {
+    /// The effective configuration as a statsd config object, for `check-config`.
+    public var effectiveDescription: String { self.effectiveDescription(showingSecrets: false) }
+
+    /// Whether a configuration key holds a secret (an API key, a token, a password, request headers): the management
+    /// port's `config` and `check-config` print such values as `***`.
+    public static func isSecret(_ key: String) -> Bool {
+        let lowered = key.lowercased()
+        return ["token", "apikey", "api_key", "password", "secret", "headers", "authorization"].contains {
+            lowered.contains($0)
+        }
+    }
+
+    /// The effective configuration; secrets (see `isSecret`) as `***` unless `showingSecrets`.
+    public func effectiveDescription(showingSecrets: Bool) -> String {
+        var lines: [String] = ["{"]
+        func secret(_ value: String) -> String { showingSecrets ? quote(value) : "\"***\"" }
+        func add(_ key: String, _ value: String) { lines.append("  \(key): \(value),") }
+        func quote(_ s: String) -> String {
+            var out = "\""
+            for character in s {
+                if character == "\"" || character == "\\" { out.append("\\") }
+                out.append(character)
+            }
+            return out + "\""
+        }
+        let servers = self.listeners.map { l -> String in
+            var parts = ["server: \(quote(l.transport == .udp ? "./servers/udp" : "./servers/tcp"))"]
+            if let socket = l.unixSocket {
+                parts.append("socket: \(quote(socket))")
+                if let mode = l.unixSocketMode { parts.append("socket_mod: 0o\(String(mode, radix: 8))") }
+            } else {
+                parts.append("address: \(quote(l.address))")
+                parts.append("port: \(l.port)")
+                if l.ipv6 { parts.append("address_ipv6: true") }
+            }
+            return "{ " + parts.joined(separator: ", ") + " }"
+        }
+        add("servers", "[" + servers.joined(separator: ", ") + "]")
+        add("mgmt_address", quote(self.managementAddress))
+        add("mgmt_port", String(self.managementPort))
+        add("backends", "[" + self.backends.map { quote("./backends/" + $0.rawValue) }.joined(separator: ", ") + "]")
+        add("flushInterval", String(self.flushIntervalMilliseconds))
+        add("percentThreshold", "[" + self.percentThreshold.map { JSNumber.string($0) }.joined(separator: ", ") + "]")
+        if !self.histogram.isEmpty {
+            let rules = self.histogram.map { rule in
+                "{ metric: \(quote(rule.metric)), bins: [" + rule.bins.map { $0.limit == nil ? "\"inf\"" : $0.text }
+                    .joined(separator: ", ") + "] }"
+            }
+            add("histogram", "[" + rules.joined(separator: ", ") + "]")
+        }
+        if !self.calculatedTimerMetrics.isEmpty {
+            add("calculatedTimerMetrics", "[" + self.calculatedTimerMetrics.map(quote).joined(separator: ", ") + "]")
+        }
+        add("deleteIdleStats", String(self.deleteIdleStats))
+        add("deleteCounters", String(self.deleteCounters))
+        add("deleteTimers", String(self.deleteTimers))
+        add("deleteSets", String(self.deleteSets))
+        add("deleteGauges", String(self.deleteGauges))
+        add("gaugesMaxTTL", String(self.gaugesMaxTTL))
+        add("prefixStats", quote(self.prefixStats))
+        add("keyNameSanitize", String(self.keyNameSanitize))
+        add("dumpMessages", String(self.dumpMessages))
+        if let keyFlush = self.keyFlush {
+            var parts = ["interval: \(keyFlush.intervalMilliseconds)", "percent: \(JSNumber.string(keyFlush.percent))"]
+            if let log = keyFlush.logPath { parts.append("log: \(quote(log))") }
+            add("keyFlush", "{ " + parts.joined(separator: ", ") + " }")
+        }
+        add("debug", String(self.debug))
+        add("title", self.title.map(quote) ?? "false")
+        add("healthStatus", quote(self.healthStatusUp ? "up" : "down"))
+        add("log", "{ backend: \(quote(self.logBackend.rawValue)), application: \(quote(self.logApplication)) }")
+        add("graphiteHost", self.graphite.host.map(quote) ?? "undefined")
+        add("graphitePort", String(self.graphite.port))
+        add("graphitePicklePort", String(self.graphite.picklePort))
+        add("graphiteProtocol", quote(self.graphite.wireProtocol.rawValue))
+        add("flush_counts", String(self.graphite.flushCounts))
+        var graphite = [
+            "legacyNamespace: \(self.graphite.legacyNamespace)", "globalPrefix: \(quote(self.graphite.globalPrefix))",
+            "prefixCounter: \(quote(self.graphite.prefixCounter))", "prefixTimer: \(quote(self.graphite.prefixTimer))",
+            "prefixGauge: \(quote(self.graphite.prefixGauge))", "prefixSet: \(quote(self.graphite.prefixSet))",
+        ]
+        if let suffix = self.graphite.globalSuffix { graphite.append("globalSuffix: \(quote(suffix))") }
+        graphite.append("instance: \(quote(self.graphiteInstance.rawValue))")
+        add("graphite", "{ " + graphite.joined(separator: ", ") + " }")
+        add("console", "{ prettyprint: \(self.consolePrettyPrint) }")
+        add("shutdownTimeout", String(self.shutdownTimeoutMilliseconds))
+        add("udpReceiveBuffer", String(self.udpReceiveBufferBytes))
+        add("udpReaders", String(self.udpReaders))
+        add("retryBufferBytes", String(self.retryBufferBytes))
+        add("seriesBudget", String(self.seriesBudget))
+        add("tcpIdleTimeout", String(self.tcpIdleTimeout))
+        add("instance", quote(self.instance))
+        if let h = self.hostedGraphite { add("hostedGraphite", "{ apiKey: \(secret(h.apiKey)), host: \(quote(h.host)), port: \(h.port) }") }
+        if let l = self.librato { add("librato", "{ user: \(quote(l.user)), token: \(secret(l.token)), source: \(quote(l.source)), api: \(quote(l.api)) }") }
+        if let i = self.influxdb {
+            var parts = ["url: \(quote(i.url))", "database: \(quote(i.database))"]
+            if let username = i.username { parts.append("username: \(quote(username))") }
+            if let password = i.password { parts.append("password: \(secret(password))") }
+            if let token = i.token { parts.append("token: \(secret(token))") }
+            add("influxdb", "{ " + parts.joined(separator: ", ") + " }")
+        }
+        if self.backends.contains(.prometheus) { add("prometheus", "{ address: \(quote(self.prometheus.address)), port: \(self.prometheus.port) }") }
+        if let o = self.otlp { add("otlp", "{ endpoint: \(quote(o.endpoint)), serviceName: \(quote(o.serviceName)) }") }
+        if !self.repeater.isEmpty {
+            add("repeater", "[" + self.repeater.map { "{ host: \(quote($0.host)), port: \($0.port) }" }.joined(separator: ", ") + "]")
+            add("repeaterProtocol", quote(self.repeaterTCP ? "tcp" : "udp4"))
+        }
+        if let port = self.httpPort { add("httpPort", String(port)) }
+        lines.append("}")
+        return lines.joined(separator: "\n")
+    }
+}
