@@ -13,6 +13,9 @@ let hotPathSettings: [SwiftSetting] =
 
 let package = Package(
     name: "sidestat",
+    // Sidestat runs on Linux only (Debian 12, Ubuntu 22.04/24.04; x86-64 and arm64): the C shim uses Linux calls
+    // (recvmmsg, prctl, close_range), and stops a build elsewhere with one clear error. The macOS entry only states
+    // the Swift runtime the code needs (Synchronization), for editors on a Mac.
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sidestat", targets: ["sidestat"]),

@@ -1,3 +1,6 @@
+#ifndef __linux__
+#error "Sidestat runs on Linux only (recvmmsg, prctl, close_range, SIOCOUTQ)"
+#endif
 #define _GNU_SOURCE
 #include "CSidestat.h"
 

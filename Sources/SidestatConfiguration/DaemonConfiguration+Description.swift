@@ -29,14 +29,7 @@ extension DaemonConfiguration {
         var lines: [String] = ["{"]
         func secret(_ value: String) -> String { showingSecrets ? quote(value) : "\"***\"" }
         func add(_ key: String, _ value: String) { lines.append("  \(key): \(value),") }
-        func quote(_ s: String) -> String {
-            var out = "\""
-            for character in s {
-                if character == "\"" || character == "\\" { out.append("\\") }
-                out.append(character)
-            }
-            return out + "\""
-        }
+        func quote(_ s: String) -> String { JSONText.quoted(s) }
         let servers = self.listeners.map { l -> String in
             var parts = ["server: \(quote(l.transport == .udp ? "./servers/udp" : "./servers/tcp"))"]
             if let socket = l.unixSocket {

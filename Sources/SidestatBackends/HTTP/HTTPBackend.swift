@@ -103,24 +103,5 @@ struct TextWriter {
 
     mutating func write(_ number: Double) { JSNumber.append(number, to: &self.bytes) }
 
-    mutating func jsonString(_ text: String) {
-        self.bytes.append(UInt8(ascii: "\""))
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": self.write("\\\"")
-            case "\\": self.write("\\\\")
-            case "\n": self.write("\\n")
-            case "\r": self.write("\\r")
-            case "\t": self.write("\\t")
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    self.write("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
-                } else {
-                    self.bytes.append(contentsOf: String(scalar).utf8)
-                }
-            }
-        }
-        self.bytes.append(UInt8(ascii: "\""))
-    }
+    mutating func jsonString(_ text: String) { JSONText.append(text, to: &self.bytes) }
 }
