@@ -34,6 +34,8 @@ let package = Package(
     targets: [
         // recvmmsg/sendmmsg are not exposed by the Glibc module, nor vector byte compares by Swift: a tiny C shim.
         .target(name: "CSidestat"),
+        // Plumbing every long-lived part uses: threads for blocking work, text output, the environment, the wall clock.
+        .target(name: "SidestatSupport", dependencies: ["CSidestat"], swiftSettings: swiftSettings),
         // Wire format only: the zero-copy statsd/DogStatsD line parser and JS-compatible numbers.
         .target(name: "SidestatProtocol", dependencies: ["CSidestat"], swiftSettings: hotPathSettings),
         // Per-shard metric tables, flush snapshots and timer statistics. No I/O.
@@ -44,7 +46,7 @@ let package = Package(
         .target(
             name: "SidestatBackends",
             dependencies: [
-                "CSidestat", "SidestatAggregation", "SidestatConfiguration",
+                "CSidestat", "SidestatSupport", "SidestatAggregation", "SidestatConfiguration",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -55,7 +57,8 @@ let package = Package(
         .target(
             name: "SidestatServer",
             dependencies: [
-                "CSidestat", "SidestatProtocol", "SidestatAggregation", "SidestatConfiguration", "SidestatBackends",
+                "CSidestat", "SidestatSupport", "SidestatProtocol", "SidestatAggregation", "SidestatConfiguration",
+                "SidestatBackends",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -69,8 +72,7 @@ let package = Package(
         .target(
             name: "SidestatRunner",
             dependencies: [
-                "CSidestat", "SidestatServer", "SidestatBackends",
-                .product(name: "Logging", package: "swift-log"),
+                "CSidestat", "SidestatSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -79,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "sidestat",
             dependencies: [
-                "SidestatServer", "SidestatConfiguration", "SidestatRunner",
+                "SidestatServer", "SidestatConfiguration", "SidestatRunner", "SidestatSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -93,7 +95,7 @@ let package = Package(
         .testTarget(name: "SidestatRunnerTests", dependencies: ["SidestatRunner"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SidestatBackendsTests",
-            dependencies: ["SidestatBackends", "SidestatAggregation", "SidestatConfiguration"],
+            dependencies: ["SidestatBackends", "SidestatAggregation", "SidestatConfiguration", "SidestatSupport"],
             swiftSettings: swiftSettings
         ),
         // End-to-end: the built `sidestat` executable with real sockets, processes, carbon-cache and PyPI clients.

@@ -5,7 +5,7 @@
 
 import CSidestat
 import Dispatch
-import SidestatBackends
+import SidestatSupport
 import Synchronization
 
 #if canImport(Glibc)

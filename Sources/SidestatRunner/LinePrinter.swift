@@ -3,7 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-import SidestatBackends
+import SidestatSupport
 import Synchronization
 
 #if canImport(Glibc)

@@ -5,8 +5,7 @@
 
 import CSidestat
 import ServiceLifecycle
-import SidestatBackends
-import SidestatServer
+import SidestatSupport
 import Synchronization
 import UnixSignals
 

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -58,14 +59,8 @@ public final class DaemonState: Sendable {
 
     public var addresses: [String] { self.boundAddresses.withLock { $0 } }
 
-    public static func unixMilliseconds() -> Int {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int(now.tv_sec) * 1000 + Int(now.tv_nsec) / 1_000_000
-    }
+    public static func unixMilliseconds() -> Int { WallClock.unixMilliseconds() }
 
     /// `Math.round(Date.now() / 1000)`.
-    public static func unixSeconds() -> Int {
-        Int((Double(unixMilliseconds()) / 1000).rounded(.toNearestOrAwayFromZero))
-    }
+    public static func unixSeconds() -> Int { WallClock.unixSeconds() }
 }

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatSupport
 import SidestatBackends
 
 #if canImport(Glibc)
@@ -34,18 +35,4 @@ public final class SyslogOutput: TextOutput, @unchecked Sendable {
             }
         }
     }
-}
-
-/// The process environment, without Foundation.
-public func processEnvironment() -> [String: String] {
-    var result: [String: String] = [:]
-    var pointer = environ
-    while let entry = pointer.pointee {
-        let text = String(cString: entry)
-        if let equals = text.firstIndex(of: "=") {
-            result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-        }
-        pointer += 1
-    }
-    return result
 }

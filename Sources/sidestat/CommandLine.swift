@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 #if canImport(Glibc)
+import SidestatSupport
 import Glibc
 #elseif canImport(Darwin)
 import Darwin

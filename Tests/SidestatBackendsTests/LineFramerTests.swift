@@ -3,7 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-import SidestatBackends
+import SidestatSupport
 import Testing
 
 /// The line framer (child output, management commands): lines however the bytes arrive, bounded, each byte looked at once.

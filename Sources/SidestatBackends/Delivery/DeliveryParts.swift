@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -215,9 +216,5 @@ package struct DeliveryStatistics: Sendable {
     }
 
     /// Wall-clock Unix seconds, rounded as statsd rounds them.
-    package static func unixSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + (now.tv_nsec >= 500_000_000 ? 1 : 0)
-    }
+    package static func unixSeconds() -> Double { Double(WallClock.unixSeconds()) }
 }
