@@ -41,7 +41,9 @@ let package = Package(
         // Per-shard metric tables, flush snapshots and timer statistics. No I/O.
         .target(name: "SidestatAggregation", dependencies: ["SidestatProtocol"], swiftSettings: hotPathSettings),
         // The config.js evaluator (a safe JavaScript subset) and the typed, validated configuration.
-        .target(name: "SidestatConfiguration", dependencies: ["SidestatProtocol"], swiftSettings: swiftSettings),
+        .target(
+            name: "SidestatConfiguration", dependencies: ["SidestatProtocol", "SidestatSupport"],
+            swiftSettings: swiftSettings),
         // The Backend protocol and one folder per upstream.
         .target(
             name: "SidestatBackends",

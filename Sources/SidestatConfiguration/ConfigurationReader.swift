@@ -84,23 +84,3 @@ struct Reader {
         }
     }
 }
-
-/// Why a file could not be read: the system's message (`strerror`).
-public struct FileReadError: Error, CustomStringConvertible {
-    public var reason: String
-    public var description: String { self.reason }
-}
-
-/// The whole file at `path` as UTF-8 text (invalid bytes become U+FFFD).
-public func readTextFile(_ path: String) throws(FileReadError) -> String {
-    guard let file = fopen(path, "rb") else { throw FileReadError(reason: String(cString: strerror(errno))) }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let count = fread(&chunk, 1, chunk.count, file)
-        if count <= 0 { break }
-        bytes.append(contentsOf: chunk[0..<count])
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}

@@ -40,7 +40,7 @@ public final class Supervisor: Service, Sendable {
     let specs: [Spec]
     /// nil: children inherit stdout and stderr (`sidestat run`).
     let printer: LinePrinter?
-    let grace: Duration
+    public let grace: Duration
     private let result = Mutex<Int32?>(nil)
 
     /// The exit code, once `run` has returned.

@@ -124,17 +124,6 @@ func parse(_ arguments: [String], _ spec: CommandSpec) throws -> ParsedCommand? 
     return result
 }
 
-func writeStandardError(_ text: String) {
-    var line = text.hasSuffix("\n") ? text : text + "\n"
-    line.withUTF8 { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-            if written <= 0 { return }
-            offset += written
-        }
-    }
-}
 
 func writeStandardOutput(_ text: String) {
     var line = text

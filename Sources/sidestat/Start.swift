@@ -124,12 +124,13 @@ enum Start {
 func runSupervised(
     _ supervisor: Supervisor, after services: [ServiceGroupConfiguration.ServiceConfiguration]
 ) async throws {
+    // The processes' grace period, then the server's final flush (its own shutdownTimeout bounds it) with room to spare.
     var configuration = ServiceGroupConfiguration(
         services: services + [
             .init(service: supervisor, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "processes")
         ],
         logger: Logger(label: "sidestat.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() }))
-    configuration.maximumGracefulShutdownDuration = .seconds(40)
+    configuration.maximumGracefulShutdownDuration = supervisor.grace + .seconds(30)
     try await ServiceGroup(configuration: configuration).run()
 }
 
@@ -205,78 +206,6 @@ enum Check {
     }
 }
 
-/// A line on standard error in honcho's log format: `2026-11-29 18:57:52 [1234] [INFO] message`.
-func honchoLog(_ level: String, _ message: String) {
-    var now = time(nil)
-    var parts = tm()
-    localtime_r(&now, &parts)
-    func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-    let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
-    let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
-    writeStandardError("\(date) \(clock) [\(getpid())] [\(level)] \(message)")
-}
-
-struct RunnerError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Tells the children where the aggregator listens: statsd clients read `STATSD_HOST`/`STATSD_PORT`, DogStatsD
-/// clients `DD_AGENT_HOST`/`DD_DOGSTATSD_PORT`.
-func advertise(_ daemon: Daemon, in environment: inout [String: String]) {
-    guard let udp = daemon.udpListeners.first else { return }
-    let host = udp.localAddress.trimmingCharacters(in: "[]")
-    environment["STATSD_HOST"] = host
-    environment["STATSD_PORT"] = String(udp.port)
-    environment["DD_AGENT_HOST"] = host
-    environment["DD_DOGSTATSD_PORT"] = String(udp.port)
-}
-
-/// The file at `path`, or a `RunnerError` naming it.
-func readRunnerFile(_ path: String) throws -> String {
-    do {
-        return try readTextFile(path)
-    } catch {
-        throw RunnerError(description: "cannot read \(path): \(error.reason)")
-    }
-}
-
-func loadProcfile(_ path: String) throws -> Procfile {
-    guard access(path, F_OK) == 0 else { throw RunnerError(description: "no Procfile at \(path)") }
-    return try Procfile.parse(try readRunnerFile(path), path: path)
-}
-
-/// The process's environment with the .env files' values over it, or nil after printing why a file cannot be read.
-func environmentWithFiles(_ list: String?) -> [String: String]? {
-    var environment = processEnvironment()
-    do {
-        for (key, value) in try loadEnvironmentFiles(list) { environment[key] = value }
-    } catch {
-        writeStandardError("sidestat: \(error)")
-        return nil
-    }
-    return environment
-}
-
-/// The named .env files in order (a missing one is an error), or ./.env when it exists.
-func loadEnvironmentFiles(_ list: String?) throws -> [(String, String)] {
-    let paths = list.map { $0.split(separator: ",").map(String.init) } ?? (access(".env", F_OK) == 0 ? [".env"] : [])
-    var values: [(String, String)] = []
-    for path in paths { values += DotEnv.parse(try readRunnerFile(path)) }
-    return values
-}
-
-func parseConcurrency(_ text: String?) throws -> [String: Int] {
-    var result: [String: Int] = [:]
-    for item in (text ?? "").split(separator: ",") {
-        let parts = item.split(separator: "=", maxSplits: 1)
-        guard parts.count == 2, let count = Int(parts[1]), count >= 0 else {
-            throw RunnerError(description: "concurrency must look like web=2,worker=1, got '\(item)'")
-        }
-        result[String(parts[0])] = count
-    }
-    return result
-}
-
 func integer(_ text: String, _ name: String, in range: ClosedRange<Int>) throws -> Int {
     guard let value = Int(text), range.contains(value) else {
         throw RunnerError(description: "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
@@ -291,4 +220,11 @@ extension String {
         while let last = text.last, set.contains(last) { text = text.dropLast() }
         return String(text)
     }
+}
+
+/// Tells the children where the aggregator listens (`STATSD_HOST`, `DD_AGENT_HOST`, ...).
+func advertise(_ daemon: Daemon, in environment: inout [String: String]) {
+    guard let udp = daemon.udpListeners.first else { return }
+    let host = udp.localAddress.trimmingCharacters(in: "[]")
+    environment.merge(statsdEnvironment(host: host, port: udp.port)) { _, new in new }
 }
