@@ -29,14 +29,27 @@ public func readTextFile(_ path: String) throws(FileReadError) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-public func writeStandardError(_ text: String) {
-    var line = text.hasSuffix("\n") ? text : text + "\n"
-    line.withUTF8 { buffer in
+/// Writes all of `text` to the descriptor `fd` (retrying short writes and EINTR; giving up on another error).
+public func writeAll(_ fd: Int32, _ text: String) {
+    var text = text
+    text.withUTF8 { buffer in
         var offset = 0
         while offset < buffer.count {
-            let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-            if written <= 0 { return }
+            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if written <= 0 {
+                if written < 0 && errno == EINTR { continue }
+                return
+            }
             offset += written
         }
     }
+}
+
+/// One line on standard error (a newline is added when `text` has none).
+public func writeStandardError(_ text: String) {
+    writeAll(2, text.hasSuffix("\n") ? text : text + "\n")
+}
+
+public func writeStandardOutput(_ text: String) {
+    writeAll(1, text)
 }

@@ -27,19 +27,6 @@ public final class StandardOutput: TextOutput {
     public init() {}
 
     public func write(_ text: String) {
-        var text = text
-        self.lock.withLock { _ in
-            text.withUTF8 { buffer in
-                var offset = 0
-                while offset < buffer.count {
-                    let written = Glibc.write(1, buffer.baseAddress! + offset, buffer.count - offset)
-                    if written <= 0 {
-                        if written < 0 && errno == EINTR { continue }
-                        return
-                    }
-                    offset += written
-                }
-            }
-        }
+        self.lock.withLock { _ in writeAll(1, text) }
     }
 }

@@ -123,16 +123,3 @@ func parse(_ arguments: [String], _ spec: CommandSpec) throws -> ParsedCommand? 
     }
     return result
 }
-
-
-func writeStandardOutput(_ text: String) {
-    var line = text
-    line.withUTF8 { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let written = write(1, buffer.baseAddress! + offset, buffer.count - offset)
-            if written <= 0 { return }
-            offset += written
-        }
-    }
-}
