@@ -46,10 +46,15 @@ public final class Supervisor: Service, Sendable {
     /// The exit code, once `run` has returned.
     public var exitCode: Int32 { self.result.withLock { $0 } ?? 1 }
 
-    public init(specs: [Spec], printer: LinePrinter?, grace: Duration) {
+    /// SIGTERM, SIGINT and SIGHUP, trapped when the supervisor is made (before anything says it is up), so that a
+    /// signal that comes before `run` is handled, not fatal.
+    let signals: UnixSignalsSequence
+
+    public init(specs: [Spec], printer: LinePrinter?, grace: Duration) async {
         self.specs = specs
         self.printer = printer
         self.grace = grace
+        self.signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
     }
 
     enum Event: Sendable {
@@ -119,7 +124,7 @@ public final class Supervisor: Service, Sendable {
             firstCode = 127
         }
         // SIGHUP (a closed terminal, a platform's restart) stops the processes as SIGTERM does.
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+        let signals = self.signals
         var exited = Set<Int>()
         var terminationStarted: ContinuousClock.Instant? = nil
         await withTaskGroup(of: Void.self) { group in

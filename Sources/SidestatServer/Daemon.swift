@@ -234,12 +234,23 @@ public final class Daemon: Sendable {
             services.insert(.init(service: reload, serviceName: "reload"), at: 1)
         }
         var configuration = ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+            services: services,
             logger: Logger(label: "sidestat.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() }))
         configuration.maximumGracefulShutdownDuration = .milliseconds(
             self.configuration.shutdownTimeoutMilliseconds + 2000)
+        let group = ServiceGroup(configuration: configuration)
+        // SIGTERM and SIGINT are trapped before "server is up": a supervisor that stops Sidestat the moment it is up
+        // gets the graceful shutdown (and exit code 0), never the default action's death.
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         self.logUp()
-        try await ServiceGroup(configuration: configuration).run()
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                for await _ in signals { await group.triggerGracefulShutdown() }
+            }
+            try await tasks.next()  // the group has stopped
+            tasks.cancelAll()
+        }
     }
 
     /// Logs "server is up" with the bound addresses (tests and scripts read the ports from it), then a line per

@@ -100,7 +100,9 @@ public final class StreamListener: Service, Sendable {
             if let path = self.unixSocket { unlink(path) }
         }
         try await acceptConnections(on: self.server, logger: self.logger, kind: "TCP") { inbound, _ in
-            var limiter = LogRateLimiter()
+            var pipeline = IngestPipeline(
+                aggregator: self.aggregator, shard: self.shard, state: self.state, dumpMessages: self.dumpMessages,
+                repeater: self.repeater, logger: self.logger)
             var pending: [UInt8] = []
             // A line longer than `maximumLineBytes` is dropped (a bad line, counted and logged) and skipped to its
             // end, so a client that never sends a newline costs a bounded buffer.
@@ -116,28 +118,28 @@ public final class StreamListener: Service, Sendable {
                     guard let lastNewline = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
                         pending.append(contentsOf: bytes)
                         if pending.count > Self.maximumLineBytes {
-                            self.dropLongLine(&pending, &limiter)
+                            self.dropLongLine(&pending, &pipeline)
                             skipping = true
                         }
                         return
                     }
                     if pending.isEmpty {
-                        self.ingest(UnsafeRawBufferPointer(rebasing: bytes[bytes.startIndex...lastNewline]), &limiter)
+                        pipeline.ingest(UnsafeRawBufferPointer(rebasing: bytes[bytes.startIndex...lastNewline]))
                     } else {
                         pending.append(contentsOf: bytes[bytes.startIndex...lastNewline])
-                        pending.withUnsafeBytes { self.ingest($0, &limiter) }
+                        pending.withUnsafeBytes { pipeline.ingest($0) }
                         pending.removeAll(keepingCapacity: true)
                     }
                     pending.append(contentsOf: bytes[(lastNewline + 1)...])
                     if pending.count > Self.maximumLineBytes {
-                        self.dropLongLine(&pending, &limiter)
+                        self.dropLongLine(&pending, &pipeline)
                         skipping = true
                     }
                 }
             }
             // The client closed: its last line counts even without a newline.
             if !pending.isEmpty {
-                pending.withUnsafeBytes { self.ingest($0, &limiter) }
+                pending.withUnsafeBytes { pipeline.ingest($0) }
             }
         }
     }
@@ -145,28 +147,10 @@ public final class StreamListener: Service, Sendable {
     /// The longest line read from a stream (a UDP datagram's limit): longer is a bad line.
     static let maximumLineBytes = 65_536
 
-    private func dropLongLine(_ pending: inout [UInt8], _ limiter: inout LogRateLimiter) {
+    private func dropLongLine(_ pending: inout [UInt8], _ pipeline: inout IngestPipeline) {
         let start = String(decoding: pending.prefix(64), as: UTF8.self)
         pending.removeAll(keepingCapacity: false)
-        self.state.recordBatch(badLines: 1)
-        self.aggregator.countBadLines(1, shard: self.shard)
-        limiter.log(
-            ["Bad line: longer than \(Self.maximumLineBytes) bytes, dropped: \"\(start)...\""], suppressed: 0,
-            logger: self.logger)
-    }
-
-    private func ingest(_ bytes: UnsafeRawBufferPointer, _ limiter: inout LogRateLimiter) {
-        if self.dumpMessages {
-            for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
-                self.logger.info("\(String(decoding: line, as: UTF8.self))", metadata: ["statsd.type": "DEBUG"])
-            }
-        }
-        self.repeater?.forward(bytes)
-        let report = self.aggregator.ingest(bytes, shard: self.shard)
-        self.state.recordBatch(badLines: report.badLines)
-        if let messages = report.badLineMessages {
-            limiter.log(messages.lines, suppressed: messages.suppressed, logger: self.logger)
-        }
+        pipeline.badLine("Bad line: longer than \(Self.maximumLineBytes) bytes, dropped: \"\(start)...\"")
     }
 }
 

@@ -155,7 +155,9 @@ public final class UDPListener: Service, Sendable {
             lengths.deallocate()
         }
         let ingestShard = self.aggregator.shards[shard]
-        var limiter = LogRateLimiter()
+        var pipeline = IngestPipeline(
+            aggregator: self.aggregator, shard: shard, state: self.state, dumpMessages: self.dumpMessages,
+            repeater: self.repeater, logger: self.logger)
         var draining = false
         // After a short batch, a short nap lets the next recvmmsg find a fuller queue: fewer wakeups and system
         // calls per datagram. The nap grows while batches stay short and shrinks when one comes back full; the
@@ -165,11 +167,8 @@ public final class UDPListener: Service, Sendable {
             let flags = draining ? sidestat_msg_dontwait() : 0
             let count = sidestat_recv_batch(fd, buffers, stride, Self.receiveBytes, UInt32(batch), lengths, flags)
             if count > 0 {
-                if self.dumpMessages { self.dump(buffers: buffers, lengths: lengths, count: Int(count)) }
-                if let repeater = self.repeater {
-                    for index in 0..<Int(count) {
-                        repeater.forward(UnsafeRawBufferPointer(start: buffers + index * stride, count: Int(lengths[index])))
-                    }
+                for index in 0..<Int(count) {
+                    pipeline.received(UnsafeRawBufferPointer(start: buffers + index * stride, count: Int(lengths[index])))
                 }
                 let report = ingestShard.withBatch(sequence: self.aggregator.nextSequence(), terminated: true) {
                     ingest in
@@ -179,10 +178,7 @@ public final class UDPListener: Service, Sendable {
                         ingest(UnsafeRawBufferPointer(start: buffers + index * stride, count: length))
                     }
                 }
-                self.state.recordBatch(badLines: report.badLines)
-                if let messages = report.badLineMessages {
-                    limiter.log(messages.lines, suppressed: messages.suppressed, logger: self.logger)
-                }
+                pipeline.ingested(report)
             } else if count < 0 {
                 self.logger.error("UDP receive failed", metadata: ["error": "\(String(cString: strerror(-count)))"])
                 if draining { return }
@@ -199,44 +195,6 @@ public final class UDPListener: Service, Sendable {
             }
             if !draining, self.stopping.load(ordering: .acquiring) {
                 draining = true
-            }
-        }
-    }
-
-    private func dump(buffers: UnsafeMutablePointer<UInt8>, lengths: UnsafeMutablePointer<UInt32>, count: Int) {
-        for index in 0..<count {
-            let datagram = UnsafeRawBufferPointer(start: buffers + index * Self.slotBytes, count: Int(lengths[index]))
-            for line in datagram.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
-                self.logger.info("\(String(decoding: line, as: UTF8.self))", metadata: ["statsd.type": "DEBUG"])
-            }
-        }
-    }
-}
-
-/// Logs bad lines as statsd does (`DEBUG: Bad line: ...`), at most 20 a second, and says how many it skipped.
-struct LogRateLimiter {
-    var windowStart = 0
-    var loggedInWindow = 0
-    var suppressed = 0
-    static let perSecond = 20
-
-    mutating func log(_ lines: [String], suppressed extra: Int, logger: Logger) {
-        let now = DaemonState.unixSeconds()
-        if now != self.windowStart {
-            if self.suppressed > 0 {
-                logger.warning("Bad lines not logged (rate limit)", metadata: ["bad_lines.suppressed": "\(self.suppressed)"])
-            }
-            self.windowStart = now
-            self.loggedInWindow = 0
-            self.suppressed = 0
-        }
-        self.suppressed += extra
-        for line in lines {
-            if self.loggedInWindow < Self.perSecond {
-                logger.info("\(line)", metadata: ["statsd.type": "DEBUG"])
-                self.loggedInWindow += 1
-            } else {
-                self.suppressed += 1
             }
         }
     }

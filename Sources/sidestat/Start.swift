@@ -93,6 +93,7 @@ enum Start {
         for warning in procfile.warnings { printer.write("warning: \(warning)", name: "system") }
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var started: Daemon? = nil
         if statsd {
             let output = PrefixedOutput(printer: printer, name: "statsd.1", colourIndex: planned.count)
             let daemon: Daemon
@@ -101,10 +102,10 @@ enum Start {
             case .failure(let exit): return exit.code
             }
             advertise(daemon, in: &environment)
-            daemon.logUp()
             services = daemon.services
+            started = daemon
         }
-        let supervisor = Supervisor(
+        let supervisor = await Supervisor(
             specs: planned.map { process in
                 var env = environment
                 env["PORT"] = String(process.port)
@@ -114,6 +115,7 @@ enum Start {
                     name: process.name, arguments: ["/bin/sh", "-c", process.command], environment: env,
                     quiet: quiet.contains(process.name.split(separator: ".").dropLast().joined(separator: ".")))
             }, printer: printer, grace: .seconds(grace))
+        started?.logUp()  // after the supervisor trapped the signals
         try await runSupervised(supervisor, after: services)
         return supervisor.exitCode
     }
@@ -155,6 +157,7 @@ enum RunCommand {
         guard !command.isEmpty else { throw UsageError(description: "give the command to run after `--`") }
         guard var environment = environmentWithFiles(parsed.value("-e")) else { return 1 }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var started: Daemon? = nil
         if !parsed.has("--no-statsd") {
             let daemon: Daemon
             switch await startDaemon(configPath: parsed.value("--config")) {
@@ -162,12 +165,13 @@ enum RunCommand {
             case .failure(let exit): return exit.code
             }
             advertise(daemon, in: &environment)
-            daemon.logUp()
             services = daemon.services
+            started = daemon
         }
-        let supervisor = Supervisor(
+        let supervisor = await Supervisor(
             specs: [Supervisor.Spec(name: command[0], arguments: command, environment: environment)], printer: nil,
             grace: .seconds(10))
+        started?.logUp()  // after the supervisor trapped the signals
         try await runSupervised(supervisor, after: services)
         return supervisor.exitCode
     }
