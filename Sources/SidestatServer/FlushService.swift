@@ -33,6 +33,27 @@ public final class FlushState: Sendable {
     }
 }
 
+/// When flushes happen, in milliseconds of the wall clock: pure functions of the time, so that the schedule is tested
+/// without waiting for it.
+public enum FlushSchedule {
+    /// statsd's `getFlushTimeout`: the wait until the next multiple of `interval` after `startup` (from the number of
+    /// intervals elapsed, rounded, plus one, as statsd computes it; 0 when that moment has passed).
+    public static func untilNextTick(now: Int, startup: Int, interval: Int) -> Int {
+        let elapsed = now - startup
+        let attempt = Int((Double(elapsed) / Double(interval)).rounded(.toNearestOrAwayFromZero)) + 1
+        return max(0, startup + attempt * interval - now)
+    }
+
+    /// How long the final flush waits for the next tick, or nil when it goes at once: the tick must leave enough of
+    /// the shutdown budget for delivery (at least 2 s, or half of the budget when that is less).
+    public static func finalFlushWait(now: Int, startup: Int, interval: Int, shutdownBudget: Int) -> Int? {
+        let elapsed = now - startup
+        let untilTick = startup + (elapsed / interval + 1) * interval - now
+        guard untilTick > 0, untilTick <= shutdownBudget - min(shutdownBudget / 2, 2000) else { return nil }
+        return untilTick
+    }
+}
+
 /// The flush tick: every `flushInterval`, aligned to the start-up time as statsd aligns it, takes the interval's
 /// aggregates out of every shard, prepares them (statsd's `process_metrics`) and hands them to every backend at
 /// once. On shutdown it flushes one last time, after the listeners have stopped, and waits for delivery until the
@@ -109,11 +130,8 @@ public struct FlushService: Service {
         let interval = self.configuration.flushIntervalMilliseconds
         var previousTimestamp = 0
         while true {
-            // statsd's getFlushTimeout: the next multiple of the interval after start-up.
-            let now = DaemonState.unixMilliseconds()
-            let elapsed = now - self.state.startupTime * 1000
-            let attempt = Int((Double(elapsed) / Double(interval)).rounded(.toNearestOrAwayFromZero)) + 1
-            let wait = self.state.startupTime * 1000 + attempt * interval - now
+            let wait = FlushSchedule.untilNextTick(
+                now: DaemonState.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval)
             do {
                 try await cancelWhenGracefulShutdown {
                     try await Task.sleep(for: .milliseconds(max(0, wait)))
@@ -140,12 +158,11 @@ public struct FlushService: Service {
     /// the tick and lands where the next flush would have; otherwise (the console, Prometheus, an unreachable
     /// Graphite) it goes at once.
     func waitForNearTick(interval: Int) async {
-        guard self.backends.contains(where: \.finalFlushWaitsForTick) else { return }
-        let now = DaemonState.unixMilliseconds()
-        let elapsed = now - self.state.startupTime * 1000
-        let untilTick = self.state.startupTime * 1000 + (elapsed / interval + 1) * interval - now
-        let budget = self.configuration.shutdownTimeoutMilliseconds
-        guard untilTick > 0, untilTick <= budget - min(budget / 2, 2000) else { return }
+        guard self.backends.contains(where: \.finalFlushWaitsForTick),
+            let untilTick = FlushSchedule.finalFlushWait(
+                now: DaemonState.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval,
+                shutdownBudget: self.configuration.shutdownTimeoutMilliseconds)
+        else { return }
         self.logger.info("Waiting for the flush tick before the final flush", metadata: ["flush.wait_ms": "\(untilTick)"])
         try? await Task.sleep(for: .milliseconds(untilTick))
     }
