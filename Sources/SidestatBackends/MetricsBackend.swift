@@ -39,6 +39,28 @@ public protocol MetricsBackend: Sendable {
     /// for an upstream such as Graphite, where a flush a moment after the previous one would share its time slot and
     /// overwrite its value, and which is reachable (waiting cannot help a flush that will not be delivered).
     var finalFlushWaitsForTick: Bool { get }
+
+    /// Whether the flusher adds `status()` to each flush as statsd's own gauges
+    /// (`<prefixStats>.backends.<name>.<figure>`): false for a backend that reports its figures itself (Graphite's
+    /// `graphiteStats` lines) or has none worth sending (the console).
+    var statusAsGauges: Bool { get }
+
+    /// The page this backend serves on the HTTP port at `path` (Prometheus: `/metrics`), or nil.
+    func page(_ path: String) -> HTTPPage?
+
+    /// Whether the backend serves pages, so that the HTTP port must be open.
+    var servesPages: Bool { get }
+}
+
+/// A page of the HTTP port.
+public struct HTTPPage: Sendable {
+    public var contentType: String
+    public var body: String
+
+    public init(contentType: String, body: String) {
+        self.contentType = contentType
+        self.body = body
+    }
 }
 
 extension MetricsBackend {
@@ -46,6 +68,9 @@ extension MetricsBackend {
     public var deliversUpstream: Bool { true }
     public var flushesOverlap: Bool { false }
     public var finalFlushWaitsForTick: Bool { false }
+    public var statusAsGauges: Bool { true }
+    public func page(_ path: String) -> HTTPPage? { nil }
+    public var servesPages: Bool { false }
 }
 
 /// One flush as backends see it: statsd's `metrics` hash after `process_metrics`.

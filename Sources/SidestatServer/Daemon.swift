@@ -127,12 +127,12 @@ public final class Daemon: Sendable {
             logger: logger)
         state.addBoundAddress("mgmt=\(configuration.managementAddress):\(management.port)")
         var http: HTTPEndpoint? = nil
-        let prometheus = backends.compactMap { $0 as? PrometheusBackend }.first
-        if configuration.httpPort != nil || prometheus != nil {
+        let pages = backends.filter(\.servesPages)
+        if configuration.httpPort != nil || !pages.isEmpty {
             let port = configuration.httpPort ?? configuration.prometheus.port
             let address = configuration.httpPort != nil ? configuration.httpAddress : configuration.prometheus.address
             http = try await HTTPEndpoint.bind(host: address, port: port, logger: logger) { path in
-                Self.route(path, state: state, backends: backends, prometheus: prometheus)
+                Self.route(path, state: state, backends: backends)
             }
             state.addBoundAddress("http=\(address):\(http!.port)")
         }
@@ -160,7 +160,7 @@ public final class Daemon: Sendable {
     /// `/healthz`: alive (and `health up` on the management port). `/readyz`: listeners bound, and every backend's
     /// last flush delivered or held whole for retry. `/metrics`: the Prometheus backend's series.
     static func route(
-        _ path: String, state: DaemonState, backends: [any MetricsBackend], prometheus: PrometheusBackend?
+        _ path: String, state: DaemonState, backends: [any MetricsBackend]
     ) -> HTTPEndpoint.Response {
         switch path {
         case "/healthz":
@@ -173,12 +173,10 @@ public final class Daemon: Sendable {
             return .init(
                 status: .serviceUnavailable, contentType: "text/plain",
                 body: "not ready: dropping datapoints for " + failing.joined(separator: ", ") + "\n")
-        case "/metrics":
-            guard let prometheus else {
-                return .init(status: .notFound, contentType: "text/plain", body: "the prometheus backend is off\n")
-            }
-            return .init(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: prometheus.render())
         default:
+            for backend in backends {
+                if let page = backend.page(path) { return .init(status: .ok, contentType: page.contentType, body: page.body) }
+            }
             return .init(status: .notFound, contentType: "text/plain", body: "not found\n")
         }
     }

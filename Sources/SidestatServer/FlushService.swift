@@ -229,9 +229,9 @@ public struct FlushService: Service {
             own.append(.init(key: snapshot.store("\(self.configuration.prefixStats).series_dropped"), value: Double(snapshot.seriesDropped)))
         }
         snapshot.counters = own + user
-        // Every upstream's delivery figures, as statsd's own gauges (the graphite backend's are its graphiteStats
-        // lines, and the console has none): `<prefixStats>.backends.<name>.flush_time` and so on.
-        for backend in self.backends where backend.name != "graphite" && backend.name != "console" {
+        // Every upstream's delivery figures, as statsd's own gauges (unless it reports them itself):
+        // `<prefixStats>.backends.<name>.flush_time` and so on.
+        for backend in self.backends where backend.statusAsGauges {
             for (name, value) in backend.status() {
                 let key = snapshot.store("\(self.configuration.prefixStats).backends.\(backend.name).\(name)")
                 snapshot.gauges.append(.init(key: key, value: value, updated: 0))

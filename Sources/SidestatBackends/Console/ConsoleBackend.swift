@@ -30,6 +30,8 @@ public struct ConsoleBackend: MetricsBackend {
 
     public var deliversUpstream: Bool { false }
 
+    public var statusAsGauges: Bool { false }
+
     public func status() -> [(name: String, value: Double)] {
         // statsd's console backend never updates these.
         [("lastFlush", self.startupTime), ("lastException", self.startupTime)]

@@ -78,6 +78,10 @@ public final class GraphiteBackend: MetricsBackend {
 
     public var finalFlushWaitsForTick: Bool { self.delivery?.isReachable ?? false }
 
+    /// statsd's graphite backend sends its figures as its `graphiteStats` lines; Hosted Graphite's go as gauges, as
+    /// every other upstream's do.
+    public var statusAsGauges: Bool { self.name != "graphite" }
+
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
         guard let delivery = self.delivery else { return }
         let statistics = delivery.statistics

@@ -205,6 +205,13 @@ public final class PrometheusBackend: MetricsBackend {
         return JSNumber.string(value)
     }
 
+    public var servesPages: Bool { true }
+
+    public func page(_ path: String) -> HTTPPage? {
+        guard path == "/metrics" else { return nil }
+        return HTTPPage(contentType: "text/plain; version=0.0.4; charset=utf-8", body: self.render())
+    }
+
     /// The text exposition format (version 0.0.4).
     public func render() -> String {
         self.state.withLock { state in
