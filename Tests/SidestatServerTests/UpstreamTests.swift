@@ -76,7 +76,7 @@ extension EndToEnd {
                         influxdb: {url: "http://127.0.0.1:\(capture.port)/", token: "s3cret", org: "acme", bucket: "apps"}
                         """))
             Send.udp([Self.sample], port: daemon.udpPort)
-            Thread.sleep(forTimeInterval: 0.3)
+            // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
             let request = try #require(capture.waitFor { _ in true })
             #expect(request["path"] as? String == "/api/v2/write?org=acme&bucket=apps&precision=s")
@@ -189,7 +189,7 @@ extension EndToEnd {
                 ["hits:3|c\nhits:4|c\ntemp:21.5|g\nusers:a|s\nusers:b|s\nreq:2|c|#env:prod"]
                     + samples.map { "latency:\(Int($0))|ms" },
                 port: daemon.udpPort)
-            Thread.sleep(forTimeInterval: 0.3)
+            // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
             let request = try #require(capture.waitFor { _ in true })
             #expect(request["path"] as? String == "/v1/metrics")
@@ -257,7 +257,7 @@ extension EndToEnd {
                         librato: {user: "ops@example.com", token: "t0ken", api: "http://127.0.0.1:\(capture.port)"}
                         """))
             Send.udp([Self.sample], port: daemon.udpPort)
-            Thread.sleep(forTimeInterval: 0.3)
+            // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
             let request = try #require(capture.waitFor { _ in true })
             #expect(request["path"] as? String == "/v1/metrics")
@@ -297,7 +297,7 @@ extension EndToEnd {
             environment["DYNO"] = "web.2"
             let daemon = try SidestatProcess(arguments: ["--config", config], environment: environment)
             Send.udp([Self.sample], port: daemon.udpPort)
-            Thread.sleep(forTimeInterval: 0.3)
+            // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
             let lines = sink.lines
             #expect(!lines.isEmpty)
