@@ -18,8 +18,9 @@ public final class IngestShard: Sendable {
 
     private let state: Mutex<State>
 
-    init(sanitizeKeys: Bool, deleteGauges: Bool, gaugesMaxTTL: Int, keyFlush: Bool, seriesBudget: Int) {
+    init(sanitizeKeys: Bool, deleteGauges: Bool, gaugesMaxTTL: Int, keyFlush: Bool, seriesBudget: Int, hotPath: Bool) {
         var store = MetricStore()
+        store.hotPathEnabled = hotPath
         store.seriesBudget = seriesBudget
         store.deleteGauges = deleteGauges
         store.gaugesMaxTTL = gaugesMaxTTL
@@ -87,14 +88,15 @@ public final class Aggregator: Sendable {
     /// - Parameters:
     ///   - shardCount: one per ingest thread (UDP readers, plus one shared by stream listeners).
     ///   - seriesBudget: live keys per type that each shard keeps (`MetricStore.seriesBudget`).
+    ///   - hotPath: false parses every line the general way (tests and the fuzzer compare the two).
     public init(
         shardCount: Int, sanitizeKeys: Bool = true, deleteGauges: Bool = false, gaugesMaxTTL: Int = 1,
-        keyFlush: Bool = false, seriesBudget: Int = .max
+        keyFlush: Bool = false, seriesBudget: Int = .max, hotPath: Bool = true
     ) {
         self.shards = (0..<max(1, shardCount)).map { _ in
             IngestShard(
                 sanitizeKeys: sanitizeKeys, deleteGauges: deleteGauges, gaugesMaxTTL: gaugesMaxTTL, keyFlush: keyFlush,
-                seriesBudget: seriesBudget)
+                seriesBudget: seriesBudget, hotPath: hotPath)
         }
     }
 

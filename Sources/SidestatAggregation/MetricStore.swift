@@ -124,6 +124,14 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     /// Per-key line counts for statsd's `keyFlush` report, when it is on.
     public var keyCounts: ByteKeyTable<Int>? = nil
 
+    /// Whether lines whose key the tables hold may take the parser's hot path (tests turn it off to compare).
+    public var hotPathEnabled = true
+
+    /// The one choice between the parse paths: the hot path when it is enabled and nothing needs every line seen
+    /// the general way (`keyFlush` counts each line by key, which only the general path reports).
+    @inline(__always)
+    var takesHotPath: Bool { self.hotPathEnabled && self.keyCounts == nil }
+
     /// The latest bad lines, for the server to log (capped; the count is `badLinesSeen`).
     public var recentBadLines: [String] = []
     public var suppressedBadLines = 0
@@ -149,8 +157,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     /// for in-place updates; every other line is parsed the general way, which may add keys.
     @inline(__always)
     public mutating func ingest(_ datagram: UnsafeRawBufferPointer, parser: StatsdLineParser) {
-        // statsd's keyFlush counts every line by key: the general path does that.
-        guard self.keyCounts == nil, let copy = parser.terminatedCopy(datagram) else {
+        guard self.takesHotPath, let copy = parser.terminatedCopy(datagram) else {
             parser.parse(datagram, into: &self)
             return
         }
@@ -161,7 +168,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     /// the UDP reader's buffers are).
     @inline(__always)
     public mutating func ingest(terminated datagram: UnsafeRawBufferPointer, parser: StatsdLineParser) {
-        guard self.keyCounts == nil else {
+        guard self.takesHotPath else {
             parser.parse(datagram, into: &self)
             return
         }

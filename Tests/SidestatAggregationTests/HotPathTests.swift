@@ -8,7 +8,7 @@ import SidestatProtocol
 import Testing
 
 /// The parser's known-key hot path (`StatsdLineParser.parseKnownKeyLine` with `MetricStore.knownKeyLine`) must give
-/// exactly what the general path gives. An aggregator with `keyFlush` on never takes the hot path, so the two are
+/// exactly what the general path gives. An aggregator made with `hotPath: false` never takes it, so the two are
 /// compared on the same datagrams, each sent twice (the second time, most keys are known).
 struct HotPathTests {
     /// A small seeded generator, so that a failure can be replayed.
@@ -89,7 +89,7 @@ struct HotPathTests {
         var random = SplitMix(state: seed)
         for sanitize in [true, false] {
             let fast = Aggregator(shardCount: 1, sanitizeKeys: sanitize)
-            let general = Aggregator(shardCount: 1, sanitizeKeys: sanitize, keyFlush: true)
+            let general = Aggregator(shardCount: 1, sanitizeKeys: sanitize, hotPath: false)
             for _ in 0..<40 {
                 for _ in 0..<25 {
                     var datagram = Self.datagram(using: &random)
@@ -124,7 +124,7 @@ struct HotPathTests {
     func fuzzFinding(datagram: [UInt8]) {
         for sanitize in [true, false] {
             let fast = Aggregator(shardCount: 1, sanitizeKeys: sanitize)
-            let general = Aggregator(shardCount: 1, sanitizeKeys: sanitize, keyFlush: true)
+            let general = Aggregator(shardCount: 1, sanitizeKeys: sanitize, hotPath: false)
             for _ in 0..<2 {
                 datagram.withUnsafeBytes { bytes in
                     _ = fast.ingest(bytes, shard: 0)

@@ -4,8 +4,8 @@
 //===----------------------------------------------------------------------===//
 
 // One datagram, parsed both ways: the ingest path (known keys on the hot path, new keys the general way) and the
-// general path alone (an aggregator with keyFlush on), each twice, with keys sanitized and not. Any crash, and any
-// difference between the two aggregates, is a finding.
+// general path alone (an aggregator made with `hotPath: false`), each twice, with keys sanitized and not. Any crash,
+// and any difference between the two aggregates, is a finding.
 
 import SidestatAggregation
 import SidestatProtocol
@@ -41,7 +41,7 @@ public func fuzzLineParser(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt 
     let datagram = UnsafeRawBufferPointer(start: start, count: min(count, 65_507))
     for sanitize in [true, false] {
         let fast = Aggregator(shardCount: 1, sanitizeKeys: sanitize)
-        let general = Aggregator(shardCount: 1, sanitizeKeys: sanitize, keyFlush: true)
+        let general = Aggregator(shardCount: 1, sanitizeKeys: sanitize, hotPath: false)
         for _ in 0..<2 {
             _ = fast.ingest(datagram, shard: 0)
             _ = general.ingest(datagram, shard: 0)
