@@ -24,7 +24,7 @@ public final class DaemonState: Sendable {
     private let boundAddresses = Mutex<[String]>([])
 
     public init(healthUp: Bool) {
-        let now = Self.unixMilliseconds()
+        let now = WallClock.unixMilliseconds()
         self.startupTime = Int((Double(now) / 1000).rounded(.toNearestOrAwayFromZero))
         self.healthUp = Atomic(healthUp)
         self.lastMessageSeen = Atomic(self.startupTime)
@@ -37,7 +37,7 @@ public final class DaemonState: Sendable {
 
     /// Records a received batch: statsd's `messages.last_msg_seen` and `messages.bad_lines_seen`.
     public func recordBatch(badLines: Int) {
-        self.lastMessageSeen.store(Self.unixSeconds(), ordering: .relaxed)
+        self.lastMessageSeen.store(WallClock.unixSeconds(), ordering: .relaxed)
         if badLines > 0 { self.badLinesTotal.wrappingAdd(badLines, ordering: .relaxed) }
     }
 
@@ -58,9 +58,4 @@ public final class DaemonState: Sendable {
     }
 
     public var addresses: [String] { self.boundAddresses.withLock { $0 } }
-
-    public static func unixMilliseconds() -> Int { WallClock.unixMilliseconds() }
-
-    /// `Math.round(Date.now() / 1000)`.
-    public static func unixSeconds() -> Int { WallClock.unixSeconds() }
 }

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatSupport
 import Logging
 import ServiceLifecycle
 import SidestatAggregation
@@ -131,7 +132,7 @@ public struct FlushService: Service {
         var previousTimestamp = 0
         while true {
             let wait = FlushSchedule.untilNextTick(
-                now: DaemonState.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval)
+                now: WallClock.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval)
             do {
                 try await cancelWhenGracefulShutdown {
                     try await Task.sleep(for: .milliseconds(max(0, wait)))
@@ -160,7 +161,7 @@ public struct FlushService: Service {
     func waitForNearTick(interval: Int) async {
         guard self.backends.contains(where: \.finalFlushWaitsForTick),
             let untilTick = FlushSchedule.finalFlushWait(
-                now: DaemonState.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval,
+                now: WallClock.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval,
                 shutdownBudget: self.configuration.shutdownTimeoutMilliseconds)
         else { return }
         self.logger.info("Waiting for the flush tick before the final flush", metadata: ["flush.wait_ms": "\(untilTick)"])
@@ -173,7 +174,7 @@ public struct FlushService: Service {
     ) -> (FlushData, ContinuousClock.Instant) {
         let clock = ContinuousClock()
         let start = clock.now
-        let timestamp = DaemonState.unixSeconds()
+        let timestamp = WallClock.unixSeconds()
         var lag: Double? = nil
         if previousTimestamp > 0 {
             lag = Double(timestamp - previousTimestamp) - Double(self.configuration.flushIntervalMilliseconds) / 1000

@@ -34,7 +34,7 @@ struct KeyFlushService: Service {
                 return
             }
             let counts = self.aggregator.takeKeyCounts().sorted { $0.count > $1.count }
-            let date = ConsoleBackend.dateString(unixSeconds: DaemonState.unixSeconds())
+            let date = ConsoleBackend.dateString(unixSeconds: WallClock.unixSeconds())
             let limit = Double(counts.count) * (self.configuration.percent / 100)
             var text = ""
             var index = 0

@@ -160,7 +160,7 @@ public struct ManagementCommands: Sendable {
     }
 
     func stats() -> String {
-        let now = DaemonState.unixSeconds()
+        let now = WallClock.unixSeconds()
         var text = "uptime: \(now - self.state.startupTime)\n"
         text += "messages.last_msg_seen: \(now - self.state.lastMessageSeenTime)\n"
         text += "messages.bad_lines_seen: \(self.state.badLinesSeenTotal)\n"

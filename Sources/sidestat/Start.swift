@@ -92,18 +92,15 @@ enum Start {
             colour: !parsed.has("--no-color"))
         for warning in procfile.warnings { printer.write("warning: \(warning)", name: "system") }
 
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        var started: Daemon? = nil
+        var daemon: Daemon? = nil
         if statsd {
             let output = PrefixedOutput(printer: printer, name: "statsd.1", colourIndex: planned.count)
-            let daemon: Daemon
-            switch await startDaemon(configPath: parsed.value("--config"), output: output, timestamps: false) {
+            switch await startEmbeddedDaemon(
+                configPath: parsed.value("--config"), output: output, timestamps: false, environment: &environment)
+            {
             case .success(let started): daemon = started
             case .failure(let exit): return exit.code
             }
-            advertise(daemon, in: &environment)
-            services = daemon.services
-            started = daemon
         }
         let supervisor = await Supervisor(
             specs: planned.map { process in
@@ -115,17 +112,27 @@ enum Start {
                     name: process.name, arguments: ["/bin/sh", "-c", process.command], environment: env,
                     quiet: quiet.contains(process.name.split(separator: ".").dropLast().joined(separator: ".")))
             }, printer: printer, grace: .seconds(grace))
-        started?.logUp()  // after the supervisor trapped the signals
-        try await runSupervised(supervisor, after: services)
+        try await runSupervised(supervisor, with: daemon)
         return supervisor.exitCode
     }
 }
 
-/// Runs the embedded server's services and then `supervisor`, last: when it returns (every child has stopped) the
-/// group shuts down in reverse order, listeners first, and the final flush runs.
-func runSupervised(
-    _ supervisor: Supervisor, after services: [ServiceGroupConfiguration.ServiceConfiguration]
-) async throws {
+/// Starts the embedded server of `start` and `run`, and tells the children where it listens (`environment`).
+func startEmbeddedDaemon(
+    configPath: String?, output: any TextOutput = StandardOutput.shared, timestamps: Bool = true,
+    environment: inout [String: String]
+) async -> Result<Daemon, StartFailure> {
+    let result = await startDaemon(configPath: configPath, output: output, timestamps: timestamps)
+    if case .success(let daemon) = result { advertise(daemon, in: &environment) }
+    return result
+}
+
+/// Runs the embedded server's services (when there is one) and then `supervisor`, last: when it returns (every child
+/// has stopped) the group shuts down in reverse order, listeners first, and the final flush runs. "server is up" is
+/// logged here, after the supervisor trapped the signals, so a SIGTERM that follows it is always handled.
+func runSupervised(_ supervisor: Supervisor, with daemon: Daemon?) async throws {
+    daemon?.logUp()
+    let services = daemon?.services ?? []
     // The processes' grace period, then the server's final flush (its own shutdownTimeout bounds it) with room to spare.
     var configuration = ServiceGroupConfiguration(
         services: services + [
@@ -156,23 +163,17 @@ enum RunCommand {
         let command = parsed.sawSeparator ? parsed.rest : parsed.positional
         guard !command.isEmpty else { throw UsageError(description: "give the command to run after `--`") }
         guard var environment = environmentWithFiles(parsed.value("-e")) else { return 1 }
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        var started: Daemon? = nil
+        var daemon: Daemon? = nil
         if !parsed.has("--no-statsd") {
-            let daemon: Daemon
-            switch await startDaemon(configPath: parsed.value("--config")) {
+            switch await startEmbeddedDaemon(configPath: parsed.value("--config"), environment: &environment) {
             case .success(let started): daemon = started
             case .failure(let exit): return exit.code
             }
-            advertise(daemon, in: &environment)
-            services = daemon.services
-            started = daemon
         }
         let supervisor = await Supervisor(
             specs: [Supervisor.Spec(name: command[0], arguments: command, environment: environment)], printer: nil,
             grace: .seconds(10))
-        started?.logUp()  // after the supervisor trapped the signals
-        try await runSupervised(supervisor, after: services)
+        try await runSupervised(supervisor, with: daemon)
         return supervisor.exitCode
     }
 }

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatSupport
 import Logging
 import Synchronization
 
@@ -229,7 +230,7 @@ package final class Delivery<Transport: DeliveryTransport>: Sendable {
                     "flush.dropped_points": "\(source.rejectedPoints)",
                 ])
         }
-        let now = DeliveryStatistics.unixSeconds()
+        let now = Double(WallClock.unixSeconds())
         let elapsed = self.clock.now - start
         self.state.withLock { state in
             state.statistics.droppedPoints += source.rejectedPoints

@@ -214,7 +214,4 @@ package struct DeliveryStatistics: Sendable {
             ("dropped_points", Double(self.droppedPoints)),
         ]
     }
-
-    /// Wall-clock Unix seconds, rounded as statsd rounds them.
-    package static func unixSeconds() -> Double { Double(WallClock.unixSeconds()) }
 }
