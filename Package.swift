@@ -44,14 +44,15 @@ let package = Package(
         .target(
             name: "SidestatConfiguration", dependencies: ["SidestatProtocol", "SidestatSupport"],
             swiftSettings: swiftSettings),
-        // The Backend protocol and one folder per upstream.
+        // The backend protocol, the registry, and one folder per upstream (its settings, encoder and backend).
         .target(
             name: "SidestatBackends",
             dependencies: [
-                "CSidestat", "SidestatSupport", "SidestatAggregation", "SidestatConfiguration",
+                "CSidestat", "SidestatSupport", "SidestatProtocol", "SidestatAggregation", "SidestatConfiguration",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -83,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "sidestat",
             dependencies: [
-                "SidestatServer", "SidestatConfiguration", "SidestatRunner", "SidestatSupport",
+                "SidestatServer", "SidestatBackends", "SidestatConfiguration", "SidestatRunner", "SidestatSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -93,7 +94,8 @@ let package = Package(
         .testTarget(
             name: "SidestatAggregationTests", dependencies: ["SidestatAggregation"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "SidestatConfigurationTests", dependencies: ["SidestatConfiguration"], swiftSettings: swiftSettings),
+            name: "SidestatConfigurationTests", dependencies: ["SidestatConfiguration", "SidestatBackends"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SidestatRunnerTests", dependencies: ["SidestatRunner"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SidestatBackendsTests",
@@ -103,7 +105,10 @@ let package = Package(
         // End-to-end: the built `sidestat` executable with real sockets, processes, carbon-cache and PyPI clients.
         .testTarget(
             name: "SidestatServerTests",
-            dependencies: ["SidestatServer", "SidestatBackends", "sidestat"],
+            dependencies: [
+                "SidestatServer", "SidestatBackends", "sidestat",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             exclude: ["Support/http_capture.py"],
             swiftSettings: swiftSettings
         ),

@@ -21,7 +21,11 @@ let package = Package(
             ]
         ),
         .target(
-            name: "FuzzConfig", dependencies: [.product(name: "SidestatConfiguration", package: "sidestat")]),
+            name: "FuzzConfig",
+            dependencies: [
+                .product(name: "SidestatConfiguration", package: "sidestat"),
+                .product(name: "SidestatBackends", package: "sidestat"),
+            ]),
         .target(name: "FuzzProcfile", dependencies: [.product(name: "SidestatRunner", package: "sidestat")]),
         .target(
             name: "FuzzManagement",

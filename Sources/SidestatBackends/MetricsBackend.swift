@@ -4,13 +4,15 @@
 //===----------------------------------------------------------------------===//
 
 import Logging
+import ServiceLifecycle
 import SidestatAggregation
 
 /// An upstream that receives one finished interval per flush (Graphite, the console, ...).
 ///
 /// A backend owns its delivery (backends that send somewhere use `Delivery`, which retries, buffers and counts
 /// failures) and reports it through `status()`. `flush` must return by `deadline`. A new upstream is one folder
-/// with a type that conforms to this protocol.
+/// with a type that conforms to this protocol and its configuration section (`BackendSection`), and a line in
+/// `BackendRegistry` (docs/adding-a-backend.md).
 public protocol MetricsBackend: Sendable {
     /// The name used in status output and logs, as statsd names it (`graphite`, `console`).
     var name: String { get }
@@ -50,6 +52,17 @@ public protocol MetricsBackend: Sendable {
 
     /// Whether the backend serves pages, so that the HTTP port must be open.
     var servesPages: Bool { get }
+
+    /// What sees every packet as it arrives, before parsing (statsd's repeater), or nil.
+    var packetForwarder: (any PacketForwarder)? { get }
+
+    /// A long-lived part the daemon runs in its service group (started before, stopped after the listeners), or nil.
+    var service: (any Service)? { get }
+}
+
+/// Sees every packet a listener receives, unparsed, bad lines included. Must not block.
+public protocol PacketForwarder: Sendable {
+    func forward(_ packet: UnsafeRawBufferPointer)
 }
 
 /// A page of the HTTP port.
@@ -71,6 +84,8 @@ extension MetricsBackend {
     public var statusAsGauges: Bool { true }
     public func page(_ path: String) -> HTTPPage? { nil }
     public var servesPages: Bool { false }
+    public var packetForwarder: (any PacketForwarder)? { nil }
+    public var service: (any Service)? { nil }
 }
 
 /// One flush as backends see it: statsd's `metrics` hash after `process_metrics`.

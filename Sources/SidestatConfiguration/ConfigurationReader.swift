@@ -12,30 +12,49 @@ import Darwin
 #endif
 
 extension JSValue {
-    var isNullish: Bool {
+    public var isNullish: Bool {
         switch self {
         case .undefined, .null: return true
         default: return false
         }
     }
 
-    var isArray: Bool {
+    public var isArray: Bool {
         if case .array = self { return true }
         return false
     }
 }
 
-/// Reads typed values out of JavaScript values, collecting problems instead of stopping at the first.
-struct Reader {
-    var problems: [ConfigurationError.Problem] = []
-    var warnings: [String] = []
+/// Reads typed values out of JavaScript values, collecting problems instead of stopping at the first. Each problem
+/// and each warning is kept once (two sections may read the same key).
+public struct ConfigurationReader {
+    public private(set) var problems: [ConfigurationError.Problem] = []
+    public private(set) var warnings: [String] = []
 
-    mutating func problem(_ key: String, _ message: String) {
-        self.problems.append(.init(key: key, message: message))
+    init() {}
+
+    public mutating func problem(_ key: String, _ message: String) {
+        let problem = ConfigurationError.Problem(key: key, message: message)
+        if !self.problems.contains(problem) { self.problems.append(problem) }
+    }
+
+    public mutating func warning(_ text: String) {
+        if !self.warnings.contains(text) { self.warnings.append(text) }
+    }
+
+    /// The object at `key`: `{}` when unset, a problem when it is something else.
+    public mutating func section(_ object: JSObject, _ key: String, example: String) -> JSObject {
+        switch object[key] {
+        case .object(let value): return value
+        case .undefined, .null: return JSObject()
+        case let value:
+            self.problem(key, "must be an object like \(example), got \(value.typeDescription)")
+            return JSObject()
+        }
     }
 
     /// A number, or a string holding one (as `process.env.X` gives), the way `Number(x)` reads it.
-    mutating func number(_ value: JSValue, key: String) -> Double? {
+    public mutating func number(_ value: JSValue, key: String) -> Double? {
         switch value {
         case .undefined, .null:
             return nil
@@ -50,7 +69,7 @@ struct Reader {
     }
 
     /// An integer in `range`. `falsyDefault`: statsd's `x || default`, so 0, "" and false mean the default.
-    mutating func integer(_ value: JSValue, key: String, in range: ClosedRange<Int>, falsyDefault: Int? = nil) -> Int? {
+    public mutating func integer(_ value: JSValue, key: String, in range: ClosedRange<Int>, falsyDefault: Int? = nil) -> Int? {
         if let falsyDefault, !value.truthy, !value.isNullish { return falsyDefault }
         guard let number = self.number(value, key: key) else { return nil }
         guard number == number.rounded(), number >= Double(range.lowerBound), number <= Double(range.upperBound)
@@ -62,7 +81,7 @@ struct Reader {
     }
 
     /// A boolean; the strings "true" and "false" (from environment variables) are accepted too.
-    mutating func bool(_ value: JSValue, key: String) -> Bool? {
+    public mutating func bool(_ value: JSValue, key: String) -> Bool? {
         switch value {
         case .undefined, .null: return nil
         case .bool(let flag): return flag
@@ -74,7 +93,7 @@ struct Reader {
         }
     }
 
-    mutating func string(_ value: JSValue, key: String) -> String? {
+    public mutating func string(_ value: JSValue, key: String) -> String? {
         switch value {
         case .undefined, .null: return nil
         case .string(let text): return text

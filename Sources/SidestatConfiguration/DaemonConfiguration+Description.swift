@@ -26,9 +26,8 @@ extension DaemonConfiguration {
 
     /// The effective configuration; secrets (see `isSecret`) as `***` unless `showingSecrets`.
     public func effectiveDescription(showingSecrets: Bool) -> String {
-        var lines: [String] = ["{"]
-        func secret(_ value: String) -> String { showingSecrets ? quote(value) : "\"***\"" }
-        func add(_ key: String, _ value: String) { lines.append("  \(key): \(value),") }
+        var description = ConfigurationDescription(showingSecrets: showingSecrets)
+        func add(_ key: String, _ value: String) { description.add(key, value) }
         func quote(_ s: String) -> String { JSONText.quoted(s) }
         let servers = self.listeners.map { l -> String in
             var parts = ["server: \(quote(l.transport == .udp ? "./servers/udp" : "./servers/tcp"))"]
@@ -45,7 +44,7 @@ extension DaemonConfiguration {
         add("servers", "[" + servers.joined(separator: ", ") + "]")
         add("mgmt_address", quote(self.managementAddress))
         add("mgmt_port", String(self.managementPort))
-        add("backends", "[" + self.backends.map { quote("./backends/" + $0.rawValue) }.joined(separator: ", ") + "]")
+        add("backends", "[" + self.backends.map { quote("./backends/" + $0) }.joined(separator: ", ") + "]")
         add("flushInterval", String(self.flushIntervalMilliseconds))
         add("percentThreshold", "[" + self.percentThreshold.map { JSNumber.string($0) }.joined(separator: ", ") + "]")
         if !self.histogram.isEmpty {
@@ -76,20 +75,6 @@ extension DaemonConfiguration {
         add("title", self.title.map(quote) ?? "false")
         add("healthStatus", quote(self.healthStatusUp ? "up" : "down"))
         add("log", "{ backend: \(quote(self.logBackend.rawValue)), application: \(quote(self.logApplication)) }")
-        add("graphiteHost", self.graphite.host.map(quote) ?? "undefined")
-        add("graphitePort", String(self.graphite.port))
-        add("graphitePicklePort", String(self.graphite.picklePort))
-        add("graphiteProtocol", quote(self.graphite.wireProtocol.rawValue))
-        add("flush_counts", String(self.graphite.flushCounts))
-        var graphite = [
-            "legacyNamespace: \(self.graphite.legacyNamespace)", "globalPrefix: \(quote(self.graphite.globalPrefix))",
-            "prefixCounter: \(quote(self.graphite.prefixCounter))", "prefixTimer: \(quote(self.graphite.prefixTimer))",
-            "prefixGauge: \(quote(self.graphite.prefixGauge))", "prefixSet: \(quote(self.graphite.prefixSet))",
-        ]
-        if let suffix = self.graphite.globalSuffix { graphite.append("globalSuffix: \(quote(suffix))") }
-        graphite.append("instance: \(quote(self.graphiteInstance.rawValue))")
-        add("graphite", "{ " + graphite.joined(separator: ", ") + " }")
-        add("console", "{ prettyprint: \(self.consolePrettyPrint) }")
         add("shutdownTimeout", String(self.shutdownTimeoutMilliseconds))
         add("udpReceiveBuffer", String(self.udpReceiveBufferBytes))
         add("udpReaders", String(self.udpReaders))
@@ -97,23 +82,8 @@ extension DaemonConfiguration {
         add("seriesBudget", String(self.seriesBudget))
         add("tcpIdleTimeout", String(self.tcpIdleTimeout))
         add("instance", quote(self.instance))
-        if let h = self.hostedGraphite { add("hostedGraphite", "{ apiKey: \(secret(h.apiKey)), host: \(quote(h.host)), port: \(h.port) }") }
-        if let l = self.librato { add("librato", "{ user: \(quote(l.user)), token: \(secret(l.token)), source: \(quote(l.source)), api: \(quote(l.api)) }") }
-        if let i = self.influxdb {
-            var parts = ["url: \(quote(i.url))", "database: \(quote(i.database))"]
-            if let username = i.username { parts.append("username: \(quote(username))") }
-            if let password = i.password { parts.append("password: \(secret(password))") }
-            if let token = i.token { parts.append("token: \(secret(token))") }
-            add("influxdb", "{ " + parts.joined(separator: ", ") + " }")
-        }
-        if self.backends.contains(.prometheus) { add("prometheus", "{ address: \(quote(self.prometheus.address)), port: \(self.prometheus.port) }") }
-        if let o = self.otlp { add("otlp", "{ endpoint: \(quote(o.endpoint)), serviceName: \(quote(o.serviceName)) }") }
-        if !self.repeater.isEmpty {
-            add("repeater", "[" + self.repeater.map { "{ host: \(quote($0.host)), port: \($0.port) }" }.joined(separator: ", ") + "]")
-            add("repeaterProtocol", quote(self.repeaterTCP ? "tcp" : "udp4"))
-        }
+        for upstream in self.upstreams { upstream.describe(into: &description) }
         if let port = self.httpPort { add("httpPort", String(port)) }
-        lines.append("}")
-        return lines.joined(separator: "\n")
+        return (["{"] + description.lines + ["}"]).joined(separator: "\n")
     }
 }

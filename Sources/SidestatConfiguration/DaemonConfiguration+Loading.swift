@@ -13,34 +13,23 @@ import Darwin
 #endif
 
 extension DaemonConfiguration {
-    /// The keys statsd reads, plus Sidestat's own; anything else gets a warning.
-    static let knownKeys: Set<String> = [
+    /// The keys statsd's core reads, plus Sidestat's own; with the upstreams' keys, anything else gets a warning.
+    static let coreKeys: Set<String> = [
         "port", "address", "address_ipv6", "server", "servers", "socket", "socket_mod", "mgmt_port", "mgmt_address",
         "backends", "flushInterval", "percentThreshold", "histogram", "calculatedTimerMetrics", "deleteIdleStats",
         "deleteCounters", "deleteTimers", "deleteSets", "deleteGauges", "gaugesMaxTTL", "prefixStats",
         "keyNameSanitize", "dumpMessages", "keyFlush", "debug", "debugInterval", "title", "healthStatus", "log",
-        "automaticConfigReload", "graphiteHost", "graphitePort", "graphitePicklePort", "graphiteProtocol", "graphite",
-        "flush_counts", "console", "repeater", "repeaterProtocol",
+        "automaticConfigReload",
         // Sidestat
-        "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes", "instance", "hostedGraphite",
-        "librato", "influxdb", "prometheus", "otlp", "httpPort", "httpAddress", "seriesBudget", "tcpIdleTimeout",
+        "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes", "instance", "httpPort", "httpAddress",
+        "seriesBudget", "tcpIdleTimeout",
     ]
 
-    static let backendAliases: [String: BackendKind] = [
-        "./backends/graphite": .graphite, "graphite": .graphite, "./backends/graphite.js": .graphite,
-        "./backends/console": .console, "console": .console, "./backends/console.js": .console,
-        "hostedgraphite": .hostedgraphite, "./backends/hostedgraphite": .hostedgraphite,
-        "librato": .librato, "statsd-librato-backend": .librato, "./backends/librato": .librato,
-        "influxdb": .influxdb, "statsd-influxdb-backend": .influxdb, "./backends/influxdb": .influxdb,
-        "prometheus": .prometheus, "./backends/prometheus": .prometheus,
-        "otlp": .otlp, "opentelemetry": .otlp, "./backends/otlp": .otlp,
-        "repeater": .repeater, "./backends/repeater": .repeater,
-    ]
-
-    /// Reads a statsd configuration file (`config.js` or JSON).
+    /// Reads a statsd configuration file (`config.js` or JSON). `upstreams`: the sections `backends` may name (the
+    /// backends' registry); the first is the default, as Graphite is statsd's.
     /// - Returns: the configuration and the warnings to log (unknown keys, values statsd silently corrects).
     public static func load(
-        path: String, environment: [String: String]
+        path: String, environment: [String: String], upstreams: [any UpstreamSection.Type]
     ) throws -> (configuration: DaemonConfiguration, warnings: [String]) {
         let source: String
         do {
@@ -62,7 +51,7 @@ extension DaemonConfiguration {
                 file: path,
                 problems: [.init(key: "(file)", message: "must evaluate to an object, got \(value.typeDescription)")])
         }
-        var result = try Self.from(object, file: path, environment: environment)
+        var result = try Self.from(object, file: path, environment: environment, upstreams: upstreams)
         result.configuration.path = path
         if !unset.isEmpty {
             // `process.env.KEY + ".statsd"` with KEY unset is the string "undefined.statsd": say which variable.
@@ -114,23 +103,26 @@ extension DaemonConfiguration {
 
     /// Builds a configuration from an evaluated config object, collecting every problem before failing.
     public static func from(
-        _ object: JSObject, file: String? = nil, environment: [String: String] = [:]
+        _ object: JSObject, file: String? = nil, environment: [String: String] = [:],
+        upstreams: [any UpstreamSection.Type] = []
     ) throws -> (configuration: DaemonConfiguration, warnings: [String]) {
-        var reader = Reader()
+        var reader = ConfigurationReader()
         var c = DaemonConfiguration()
         c.source = object
+        c.registeredUpstreams = upstreams
 
-        for key in object.keys where !Self.knownKeys.contains(key) {
-            let hint = Self.nearestKey(to: key, in: Self.knownKeys).map { " (did you mean \"\($0)\"?)" } ?? ""
-            reader.warnings.append("unknown configuration key \"\(key)\" is ignored\(hint)")
+        let knownKeys = Self.coreKeys.union(upstreams.flatMap { $0.keys })
+        for key in object.keys where !knownKeys.contains(key) {
+            let hint = Self.nearestKey(to: key, in: knownKeys).map { " (did you mean \"\($0)\"?)" } ?? ""
+            reader.warning("unknown configuration key \"\(key)\" is ignored\(hint)")
         }
         // statsd keys Sidestat does not act on: say so rather than seem to.
         if object["automaticConfigReload"].truthy {
-            reader.warnings.append(
+            reader.warning(
                 "automaticConfigReload is not supported and is ignored: the file is read once; restart to apply a change")
         }
         if !object["debugInterval"].isNullish {
-            reader.warnings.append("debugInterval is not supported and is ignored")
+            reader.warning("debugInterval is not supported and is ignored")
         }
 
         // Listeners: `servers`, or the top level as the only one.
@@ -178,29 +170,7 @@ extension DaemonConfiguration {
             c.managementPort = port
         }
 
-        switch object["backends"] {
-        case .undefined, .null:
-            break
-        case .array(let items):
-            c.backends = []
-            c.backendNames = []
-            for (index, item) in items.enumerated() {
-                guard case .string(let name) = item, let kind = Self.backendAliases[name] else {
-                    reader.problem(
-                        "backends[\(index)]",
-                        "must be one of \"./backends/graphite\", \"./backends/console\", \"./backends/repeater\", "
-                            + "\"hostedgraphite\", \"librato\", \"influxdb\", \"prometheus\", \"otlp\"; "
-                            + "got \(item.typeDescription)")
-                    continue
-                }
-                if !c.backends.contains(kind) {
-                    c.backends.append(kind)
-                    c.backendNames.append(kind.rawValue)
-                }
-            }
-        default:
-            reader.problem("backends", "must be an array of backend names, got \(object["backends"].typeDescription)")
-        }
+        let selected = Self.selectedUpstreams(object["backends"], from: upstreams, reader: &reader)
 
         if let interval = reader.integer(
             object["flushInterval"], key: "flushInterval", in: 1...86_400_000, falsyDefault: 10_000)
@@ -290,7 +260,7 @@ extension DaemonConfiguration {
             c.gaugesMaxTTL = Int(ttl)
         case let value:
             c.gaugesMaxTTL = 1
-            reader.warnings.append("gaugesMaxTTL: \(value.typeDescription) is not an integer above 1; using 1, as statsd does")
+            reader.warning("gaugesMaxTTL: \(value.typeDescription) is not an integer above 1; using 1, as statsd does")
         }
 
         if let prefix = reader.string(object["prefixStats"], key: "prefixStats") { c.prefixStats = prefix }
@@ -343,44 +313,20 @@ extension DaemonConfiguration {
             reader.problem("log", "must be an object like {backend: \"stdout\"}")
         }
 
-        // Graphite.
-        if let host = reader.string(object["graphiteHost"], key: "graphiteHost"), !host.isEmpty {
-            c.graphite.host = host
-        }
-        if let port = reader.integer(object["graphitePort"], key: "graphitePort", in: 1...65_535, falsyDefault: 2003) {
-            c.graphite.port = port
-        }
-        if let port = reader.integer(
-            object["graphitePicklePort"], key: "graphitePicklePort", in: 1...65_535, falsyDefault: 2004)
-        {
-            c.graphite.picklePort = port
-        }
-        switch object["graphiteProtocol"] {
-        case .undefined, .null, .string("text"): c.graphite.wireProtocol = .text
-        case .string("pickle"): c.graphite.wireProtocol = .pickle
-        case let value: reader.problem("graphiteProtocol", "must be \"text\" or \"pickle\", got \(value.typeDescription)")
-        }
-        c.graphite.flushCounts = reader.bool(object["flush_counts"], key: "flush_counts") ?? true
-        if case .object(let graphite) = object["graphite"] {
-            c.graphite.legacyNamespace = reader.bool(graphite["legacyNamespace"], key: "graphite.legacyNamespace") ?? true
-            for (name, path) in [
-                ("globalPrefix", \GraphiteConfiguration.globalPrefix), ("prefixCounter", \.prefixCounter),
-                ("prefixTimer", \.prefixTimer), ("prefixGauge", \.prefixGauge), ("prefixSet", \.prefixSet),
-            ] {
-                if let value = reader.string(graphite[name], key: "graphite." + name) { c.graphite[keyPath: path] = value }
+        let explicitInstance = reader.string(object["instance"], key: "instance")
+        c.instance = explicitInstance ?? Self.defaultInstance(environment: environment)
+        let context = SectionContext(
+            environment: environment, instance: c.instance, instanceIsExplicit: explicitInstance != nil)
+        c.upstreams = selected.map { $0.init(reading: object, reader: &reader, context: context) }
+        // statsd reads a backend's keys only when it loads the backend: say so rather than seem to act on them.
+        let selectedKeys = Set(selected.flatMap { $0.keys })
+        for section in upstreams where !selected.contains(where: { ObjectIdentifier($0) == ObjectIdentifier(section) }) {
+            for key in section.keys where object.contains(key) && !selectedKeys.contains(key) {
+                reader.warning("\(key) is ignored: add \"./backends/\(section.name)\" to backends")
             }
-            c.graphite.globalSuffix = reader.string(graphite["globalSuffix"], key: "graphite.globalSuffix")
-        } else if !object["graphite"].isNullish {
-            reader.problem("graphite", "must be an object like {legacyNamespace: false, globalPrefix: \"stats\"}")
         }
-
-        if case .object(let console) = object["console"] {
-            c.consolePrettyPrint = reader.bool(console["prettyprint"], key: "console.prettyprint") ?? false
-        } else if !object["console"].isNullish {
-            reader.problem("console", "must be an object like {prettyprint: false}")
-        }
-
-        Self.readUpstreams(object, into: &c, reader: &reader, environment: environment)
+        if let port = reader.integer(object["httpPort"], key: "httpPort", in: 0...65_535) { c.httpPort = port }
+        if let address = reader.string(object["httpAddress"], key: "httpAddress") { c.httpAddress = address }
 
         // Sidestat's own keys.
         if let timeout = reader.integer(
@@ -413,5 +359,29 @@ extension DaemonConfiguration {
             throw ConfigurationError(file: file, problems: reader.problems)
         }
         return (c, reader.warnings)
+    }
+
+    /// The sections `backends` names, each once, in order; unset: the first of `upstreams` (statsd's default).
+    static func selectedUpstreams(
+        _ value: JSValue, from upstreams: [any UpstreamSection.Type], reader: inout ConfigurationReader
+    ) -> [any UpstreamSection.Type] {
+        var selected: [any UpstreamSection.Type] = []
+        switch value {
+        case .undefined, .null:
+            return Array(upstreams.prefix(1))
+        case .array(let items):
+            for (index, item) in items.enumerated() {
+                guard case .string(let name) = item, let section = upstreams.first(where: { $0.names.contains(name) })
+                else {
+                    let names = upstreams.map { JSONText.quoted("./backends/" + $0.name) }.joined(separator: ", ")
+                    reader.problem("backends[\(index)]", "must be one of \(names); got \(item.typeDescription)")
+                    continue
+                }
+                if !selected.contains(where: { ObjectIdentifier($0) == ObjectIdentifier(section) }) { selected.append(section) }
+            }
+        default:
+            reader.problem("backends", "must be an array of backend names, got \(value.typeDescription)")
+        }
+        return selected
     }
 }

@@ -30,32 +30,6 @@ public struct ListenerConfiguration: Sendable, Hashable {
     public init() {}
 }
 
-/// The Graphite backend's settings (statsd's `graphite*` keys and the `graphite` object).
-public struct GraphiteConfiguration: Sendable, Hashable {
-    public enum WireProtocol: String, Sendable, Hashable {
-        case text
-        case pickle
-    }
-
-    /// Nil: compute everything and send nothing, as statsd does.
-    public var host: String? = nil
-    public var port = 2003
-    public var picklePort = 2004
-    public var wireProtocol: WireProtocol = .text
-    public var legacyNamespace = true
-    public var globalPrefix = "stats"
-    public var prefixCounter = "counters"
-    public var prefixTimer = "timers"
-    public var prefixGauge = "gauges"
-    public var prefixSet = "sets"
-    /// Nil when unset; `""` still adds a trailing `.`, as in statsd.
-    public var globalSuffix: String? = nil
-    /// statsd's `flush_counts`.
-    public var flushCounts = true
-
-    public init() {}
-}
-
 /// statsd's `keyFlush`: a periodic report of the busiest keys.
 public struct KeyFlushConfiguration: Sendable, Hashable {
     public var intervalMilliseconds: Int
@@ -77,27 +51,6 @@ public struct HistogramRule: Sendable, Hashable {
 
 /// The daemon's whole configuration, with statsd's defaults.
 public struct DaemonConfiguration: Sendable {
-    public enum BackendKind: String, Sendable, Hashable, CaseIterable {
-        case graphite
-        case console
-        case hostedgraphite
-        case librato
-        case influxdb
-        case prometheus
-        case otlp
-        case repeater
-    }
-
-    /// Where the instance name goes in Graphite names.
-    public enum GraphiteInstance: String, Sendable, Hashable {
-        /// statsd's layout, unchanged (one statsd per key space).
-        case none
-        /// A path segment before the key: `stats_counts.web_1.hits`; `sumSeries(stats_counts.*.hits)` adds them up.
-        case path
-        /// A Graphite tag: `stats_counts.hits;instance=web.1`.
-        case tag
-    }
-
     public enum LogBackend: String, Sendable, Hashable {
         case stdout
         case syslog
@@ -111,9 +64,10 @@ public struct DaemonConfiguration: Sendable {
     public var listeners: [ListenerConfiguration] = [ListenerConfiguration()]
     public var managementAddress = "127.0.0.1"
     public var managementPort = 8126
-    public var backends: [BackendKind] = [.graphite]
-    /// The names as written in `backends`, for status output.
-    public var backendNames: [String] = ["graphite"]
+    /// The upstreams `backends` lists, in its order, each with its own settings (see `UpstreamSection`).
+    public var upstreams: [any UpstreamSection] = []
+    /// Every upstream `backends` could have named (the registry the file was read with, to read it again).
+    public var registeredUpstreams: [any UpstreamSection.Type] = []
     public var flushIntervalMilliseconds = 10_000
     public var percentThreshold: [Double] = [90]
     public var histogram: [HistogramRule] = []
@@ -134,24 +88,13 @@ public struct DaemonConfiguration: Sendable {
     public var healthStatusUp = true
     public var logBackend: LogBackend = .stdout
     public var logApplication = "statsd"
-    public var graphite = GraphiteConfiguration()
-    public var consolePrettyPrint = false
 
     // Sidestat's own settings.
 
     /// This daemon's name among several (`instance`, default `$DYNO`, else the host name), so that N dynos never
     /// overwrite each other's series.
     public var instance = ""
-    public var graphiteInstance: GraphiteInstance = .none
-    public var hostedGraphite: HostedGraphiteConfiguration? = nil
-    public var librato: LibratoConfiguration? = nil
-    public var influxdb: InfluxDBConfiguration? = nil
-    public var prometheus = PrometheusConfiguration()
-    public var otlp: OTLPConfiguration? = nil
-    /// statsd's `repeater`: raw lines forwarded to other statsd servers.
-    public var repeater: [RepeaterTarget] = []
-    public var repeaterTCP = false
-    /// The small HTTP port for /healthz and /readyz (and /metrics with the Prometheus backend); nil for none.
+    /// The small HTTP port for /healthz and /readyz (and the pages backends serve); nil for none.
     public var httpPort: Int? = nil
     public var httpAddress = "127.0.0.1"
 
@@ -171,44 +114,33 @@ public struct DaemonConfiguration: Sendable {
 
     public init() {}
 
-    /// The configuration Sidestat runs with no file: statsd's defaults with the console backend, so that a
-    /// first run shows what it receives.
-    public static var embeddedDefault: DaemonConfiguration { Self.embeddedDefault(environment: [:]) }
-
-    /// The embedded default, plus the upstreams the platform's variables describe: Hosted Graphite from
-    /// `HOSTEDGRAPHITE_APIKEY`, Librato from `LIBRATO_USER` and `LIBRATO_TOKEN` (and `LIBRATO_SOURCE`).
-    public static func embeddedDefault(environment: [String: String]) -> DaemonConfiguration {
+    /// The configuration Sidestat runs with no file: statsd's defaults with `upstreams` (the backends' registry
+    /// chooses them: the console, so that a first run shows what it receives, plus those the environment asks for).
+    /// - Returns: the configuration and the warnings to log.
+    public static func embeddedDefault(
+        environment: [String: String],
+        upstreams: (SectionContext, inout ConfigurationReader) -> [any UpstreamSection]
+    ) -> (configuration: DaemonConfiguration, warnings: [String]) {
         var configuration = DaemonConfiguration()
-        configuration.backends = [.console]
-        configuration.backendNames = ["./backends/console"]
+        var reader = ConfigurationReader()
         configuration.instance = Self.defaultInstance(environment: environment)
-        if let key = environment["HOSTEDGRAPHITE_APIKEY"], !key.isEmpty {
-            configuration.hostedGraphite = HostedGraphiteConfiguration(apiKey: key)
-            configuration.backends.append(.hostedgraphite)
-            configuration.backendNames.append("hostedgraphite")
-        }
-        if let user = environment["LIBRATO_USER"], let token = environment["LIBRATO_TOKEN"], !user.isEmpty, !token.isEmpty {
-            configuration.librato = LibratoConfiguration(
-                user: user, token: token, source: environment["LIBRATO_SOURCE"] ?? configuration.instance)
-            configuration.backends.append(.librato)
-            configuration.backendNames.append("librato")
-        }
+        configuration.upstreams = upstreams(
+            SectionContext(environment: environment, instance: configuration.instance, instanceIsExplicit: false),
+            &reader)
         configuration.source = JSObject([
             ("port", .number(8125)), ("address", .string("127.0.0.1")), ("mgmt_port", .number(8126)),
             ("mgmt_address", .string("127.0.0.1")), ("flushInterval", .number(10_000)),
-            ("backends", .array([.string("./backends/console")])),
+            ("backends", .array(configuration.backends.prefix(1).map { .string("./backends/" + $0) })),
         ])
-        return configuration
+        return (configuration, reader.warnings)
     }
 
-    /// With `$DYNO` set and Graphite names that carry no instance (statsd's names, the default): a warning that
-    /// several dynos would overwrite each other's series, and what fixes it.
-    public func instanceWarning(environment: [String: String]) -> String? {
-        let sendsToGraphite = (self.backends.contains(.graphite) && self.graphite.host != nil)
-            || self.backends.contains(.hostedgraphite)
-        guard let dyno = environment["DYNO"], sendsToGraphite, self.graphiteInstance == .none else { return nil }
-        return "DYNO is set (\(dyno)) but Graphite names carry no instance, as statsd's do: several dynos would "
-            + "overwrite each other's series. Set graphite: {instance: \"path\"} (or \"tag\") to keep them apart"
+    /// The names of the upstreams, in order.
+    public var backends: [String] { self.upstreams.map { type(of: $0).name } }
+
+    /// The settings of the upstream of this type, if `backends` lists it.
+    public func upstream<Section: UpstreamSection>(_ type: Section.Type) -> Section? {
+        self.upstreams.lazy.compactMap { $0 as? Section }.first
     }
 
     /// `$DYNO`, else the host name.
@@ -224,65 +156,6 @@ public struct DaemonConfiguration: Sendable {
             deleteCounters: self.deleteCounters, deleteTimers: self.deleteTimers, deleteSets: self.deleteSets,
             deleteGauges: self.deleteGauges, gaugesMaxTTL: self.gaugesMaxTTL)
     }
-}
-
-/// Hosted Graphite: carbon plaintext with the API key as the first path segment.
-public struct HostedGraphiteConfiguration: Sendable, Hashable {
-    public var apiKey: String
-    public var host = "carbon.hostedgraphite.com"
-    public var port = 2003
-
-    public init(apiKey: String) { self.apiKey = apiKey }
-}
-
-/// Librato's v1 metrics API.
-public struct LibratoConfiguration: Sendable, Hashable {
-    public var user: String
-    public var token: String
-    public var source: String
-    public var api = "https://metrics-api.librato.com"
-
-    public init(user: String, token: String, source: String) {
-        self.user = user
-        self.token = token
-        self.source = source
-    }
-}
-
-/// InfluxDB's line protocol over HTTP: `/write` (1.x) or `/api/v2/write` (2.x, when `token` or `org` is set).
-public struct InfluxDBConfiguration: Sendable, Hashable {
-    public var url = "http://127.0.0.1:8086"
-    public var database = "statsd"
-    public var username: String? = nil
-    public var password: String? = nil
-    public var token: String? = nil
-    public var org: String? = nil
-    public var bucket: String? = nil
-    public var isVersion2: Bool { self.token != nil || self.org != nil }
-
-    public init() {}
-}
-
-/// The Prometheus backend: an HTTP `/metrics` endpoint.
-public struct PrometheusConfiguration: Sendable, Hashable {
-    public var port = 9102
-    public var address = "127.0.0.1"
-    /// Histogram bucket bounds for timers, in seconds (timers are received in milliseconds).
-    public var buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-}
-
-/// OpenTelemetry: OTLP over HTTP (protobuf) to `endpoint` + `/v1/metrics`.
-public struct OTLPConfiguration: Sendable, Hashable {
-    public var endpoint = "http://127.0.0.1:4318"
-    public var headers: [String] = []
-    public var serviceName = "sidestat"
-
-    public init() {}
-}
-
-public struct RepeaterTarget: Sendable, Hashable {
-    public var host: String
-    public var port: Int
 }
 
 /// The `delete*` settings, as the aggregator needs them.

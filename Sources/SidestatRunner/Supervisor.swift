@@ -127,6 +127,7 @@ public final class Supervisor: Service, Sendable {
         let signals = self.signals
         var exited = Set<Int>()
         var terminationStarted: ContinuousClock.Instant? = nil
+        var terminatedGroups = Set<pid_t>()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await signal in signals {
@@ -139,7 +140,7 @@ public final class Supervisor: Service, Sendable {
                     guard !terminating else { return }
                     terminating = true
                     terminationStarted = ContinuousClock().now
-                    self.terminate(children, exited: exited)
+                    terminatedGroups = self.terminate(children, exited: exited)
                     let grace = self.grace
                     group.addTask {
                         try? await Task.sleep(for: grace)
@@ -185,7 +186,8 @@ public final class Supervisor: Service, Sendable {
         // child, and it is stopped too. Wait for all of them until the grace period ends, then SIGKILL what is left:
         // no descendant is ever left running.
         let deadline = (terminationStarted ?? ContinuousClock().now) + self.grace
-        for orphan in Self.orphans() {
+        // An orphan in a group that was sent SIGTERM already got it (`sh -c` died first, its `sleep` is on its way).
+        for orphan in Self.orphans() where !terminatedGroups.contains(getpgid(orphan)) {
             self.system("sending SIGTERM to pid \(orphan), left behind by a process")
             Self.signalTree(orphan, SIGTERM)
         }
@@ -216,12 +218,15 @@ public final class Supervisor: Service, Sendable {
         self.result.withLock { $0 = firstCode ?? 0 }
     }
 
-    /// SIGTERM to every group still running.
-    func terminate(_ children: [ChildProcess], exited: Set<Int>) {
+    /// SIGTERM to every group still running. - Returns: the groups signalled.
+    func terminate(_ children: [ChildProcess], exited: Set<Int>) -> Set<pid_t> {
+        var groups = Set<pid_t>()
         for (index, child) in children.enumerated() where !exited.contains(index) {
             self.system("sending SIGTERM to \(child.name) (pid \(child.pid))")
             child.signalGroup(SIGTERM)
+            groups.insert(child.pid)
         }
+        return groups
     }
 
     func kill(_ children: [ChildProcess], exited: Set<Int>) {

@@ -39,11 +39,19 @@ public final class Daemon: Sendable {
             shardCount: udpCount + (hasStream ? 1 : 0), sanitizeKeys: configuration.keyNameSanitize,
             deleteGauges: configuration.deleteGauges, gaugesMaxTTL: configuration.gaugesMaxTTL,
             keyFlush: configuration.keyFlush != nil, seriesBudget: configuration.seriesBudget)
-        let repeater =
-            configuration.backends.contains(.repeater) && !configuration.repeater.isEmpty
-            ? Repeater(
-                targets: configuration.repeater, tcp: configuration.repeaterTCP,
-                shutdownTimeout: .milliseconds(configuration.shutdownTimeoutMilliseconds), logger: logger) : nil
+        // The HTTP port: `httpPort`, else the one a backend serves its pages on.
+        let httpListener = configuration.httpPort.map { (address: configuration.httpAddress, port: $0) }
+            ?? configuration.upstreams.lazy.compactMap { ($0 as? any BackendSection)?.pageListener }.first
+        let context = BackendContext(
+            configuration: configuration, output: output, startupTime: Double(state.startupTime),
+            httpEndpoint: httpListener.map { "http://\($0.address):\($0.port)" }, logger: logger)
+        let backends = configuration.upstreams.map { upstream -> any MetricsBackend in
+            guard let section = upstream as? any BackendSection else {
+                preconditionFailure("\(type(of: upstream).name) has settings but no backend: conform it to BackendSection")
+            }
+            return section.makeBackend(context)
+        }
+        let forwarders = backends.compactMap(\.packetForwarder)
         var udpListeners: [UDPListener] = []
         var streamListeners: [StreamListener] = []
         var nextShard = 0
@@ -53,69 +61,17 @@ public final class Daemon: Sendable {
                 let udp = try UDPListener(
                     configuration: listener, receiveBufferBytes: configuration.udpReceiveBufferBytes,
                     readers: configuration.udpReaders, firstShard: nextShard, aggregator: aggregator, state: state,
-                    dumpMessages: configuration.dumpMessages, repeater: repeater, logger: logger)
+                    dumpMessages: configuration.dumpMessages, forwarders: forwarders, logger: logger)
                 nextShard += configuration.udpReaders
                 udpListeners.append(udp)
                 state.addBoundAddress("udp=\(udp.localAddress):\(udp.port)")
             case .tcp:
                 let stream = try await StreamListener.bind(
                     configuration: listener, shard: udpCount, aggregator: aggregator, state: state,
-                    dumpMessages: configuration.dumpMessages, repeater: repeater,
+                    dumpMessages: configuration.dumpMessages, forwarders: forwarders,
                     idleTimeout: configuration.tcpIdleTimeout, logger: logger)
                 streamListeners.append(stream)
                 state.addBoundAddress(stream.unixSocket.map { "unix=\($0)" } ?? "tcp=\(listener.address):\(stream.port)")
-            }
-        }
-        let startupTime = Double(state.startupTime)
-        let backends: [any MetricsBackend] = configuration.backends.map { kind -> any MetricsBackend in
-            let instance = configuration.instance
-            switch kind {
-            case .graphite:
-                return GraphiteBackend(
-                    configuration: configuration.graphite,
-                    naming: Self.graphiteNaming(configuration, linePrefix: ""),
-                    sanitizeNames: !configuration.keyNameSanitize, retryBufferBytes: configuration.retryBufferBytes,
-                    startupTime: startupTime)
-            case .hostedgraphite:
-                let hosted = configuration.hostedGraphite!
-                var graphite = configuration.graphite
-                graphite.host = hosted.host
-                graphite.port = hosted.port
-                graphite.wireProtocol = .text
-                return GraphiteBackend(
-                    name: "hostedgraphite", configuration: graphite,
-                    naming: Self.graphiteNaming(configuration, linePrefix: hosted.apiKey + "."),
-                    sanitizeNames: !configuration.keyNameSanitize, retryBufferBytes: configuration.retryBufferBytes,
-                    startupTime: startupTime)
-            case .console:
-                return ConsoleBackend(
-                    output: output, prettyPrint: configuration.consolePrettyPrint, startupTime: startupTime)
-            case .librato:
-                let librato = configuration.librato!
-                return HTTPBackend(
-                    name: "librato", destination: "Librato's API at \(librato.api)/v1/metrics",
-                    retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
-                ) { LibratoEncoder.requests($0, configuration: librato) }
-            case .influxdb:
-                let influx = configuration.influxdb!
-                return HTTPBackend(
-                    name: "influxdb", destination: "InfluxDB at \(influx.url)",
-                    retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
-                ) { InfluxEncoder.requests($0, configuration: influx, instance: instance) }
-            case .otlp:
-                let otlp = configuration.otlp!
-                return HTTPBackend(
-                    name: "otlp", destination: "OTLP/HTTP at \(otlp.endpoint)/v1/metrics",
-                    retryBufferBytes: configuration.retryBufferBytes, startupTime: startupTime
-                ) { OTLPEncoder.requests($0, configuration: otlp, instance: instance) }
-            case .prometheus:
-                let address = configuration.httpPort != nil ? configuration.httpAddress : configuration.prometheus.address
-                let port = configuration.httpPort ?? configuration.prometheus.port
-                return PrometheusBackend(
-                    buckets: configuration.prometheus.buckets, instance: instance, startupTime: startupTime,
-                    endpoint: "http://\(address):\(port)", seriesBudget: configuration.seriesBudget)
-            case .repeater:
-                return repeater ?? Repeater(targets: [], tcp: false, logger: logger)
             }
         }
         let flushState = FlushState()
@@ -128,9 +84,7 @@ public final class Daemon: Sendable {
         state.addBoundAddress("mgmt=\(configuration.managementAddress):\(management.port)")
         var http: HTTPEndpoint? = nil
         let pages = backends.filter(\.servesPages)
-        if configuration.httpPort != nil || !pages.isEmpty {
-            let port = configuration.httpPort ?? configuration.prometheus.port
-            let address = configuration.httpPort != nil ? configuration.httpAddress : configuration.prometheus.address
+        if let (address, port) = httpListener, configuration.httpPort != nil || !pages.isEmpty {
             http = try await HTTPEndpoint.bind(host: address, port: port, logger: logger) { path in
                 Self.route(path, state: state, backends: backends)
             }
@@ -149,16 +103,8 @@ public final class Daemon: Sendable {
             flushService: flushService, keyFlushService: keyFlushService, http: http, logger: logger)
     }
 
-    static func graphiteNaming(_ configuration: DaemonConfiguration, linePrefix: String) -> GraphiteEncoder.Naming {
-        switch configuration.graphiteInstance {
-        case .none: return .init(linePrefix: linePrefix)
-        case .path: return .init(linePrefix: linePrefix, instance: configuration.instance)
-        case .tag: return .init(linePrefix: linePrefix, instance: configuration.instance, instanceAsTag: true)
-        }
-    }
-
     /// `/healthz`: alive (and `health up` on the management port). `/readyz`: listeners bound, and every backend's
-    /// last flush delivered or held whole for retry. `/metrics`: the Prometheus backend's series.
+    /// last flush delivered or held whole for retry. Any other path: the page a backend serves there, if any.
     static func route(
         _ path: String, state: DaemonState, backends: [any MetricsBackend]
     ) -> HTTPEndpoint.Response {
@@ -206,9 +152,9 @@ public final class Daemon: Sendable {
         ]
         if let keyFlush = self.keyFlushService { services.append(.init(service: keyFlush, serviceName: "keyFlush")) }
 
-        // After the listeners have stopped, the repeater sends what they forwarded last.
-        if let repeater = self.backends.lazy.compactMap({ $0 as? Repeater }).first {
-            services.append(.init(service: repeater, serviceName: "repeater"))
+        // Backends' own services stop after the listeners (a forwarder sends what they gave it last).
+        for backend in self.backends {
+            if let service = backend.service { services.append(.init(service: service, serviceName: backend.name)) }
         }
         services.append(.init(service: self.management, serviceName: "management"))
         if let http = self.http { services.append(.init(service: http, serviceName: "http")) }

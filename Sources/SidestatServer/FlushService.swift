@@ -152,12 +152,11 @@ public struct FlushService: Service {
         }
     }
 
-    /// A final flush at once would report part of an interval under a timestamp that can share Graphite's slot with
-    /// the flush just before it (whisper keeps the last value written to a slot, so that whole interval would be
-    /// replaced by the part). When a backend can lose a value that way (`finalFlushWaitsForTick`) and the next tick
+    /// A final flush at once would report part of an interval under a timestamp that can share a time-series slot
+    /// with the flush just before it (a store that keeps the last value written to a slot would replace that whole
+    /// interval by the part). When a backend can lose a value that way (`finalFlushWaitsForTick`) and the next tick
     /// leaves enough of the shutdown deadline for delivery (at least 2 s, or half of it), the final flush waits for
-    /// the tick and lands where the next flush would have; otherwise (the console, Prometheus, an unreachable
-    /// Graphite) it goes at once.
+    /// the tick and lands where the next flush would have; otherwise it goes at once.
     func waitForNearTick(interval: Int) async {
         guard self.backends.contains(where: \.finalFlushWaitsForTick),
             let untilTick = FlushSchedule.finalFlushWait(

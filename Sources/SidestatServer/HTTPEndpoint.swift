@@ -9,7 +9,7 @@ import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 
-/// A small HTTP/1.1 server: `/healthz`, `/readyz`, and `/metrics` when the Prometheus backend is on.
+/// A small HTTP/1.1 server: `/healthz`, `/readyz`, and the pages backends serve (`/metrics`).
 public final class HTTPEndpoint: Service, Sendable {
     public struct Response: Sendable {
         var status: HTTPResponseStatus

@@ -5,37 +5,38 @@
 
 import Logging
 import SidestatAggregation
+import SidestatBackends
 import SidestatSupport
 
-/// What every listener does with what it receives, in statsd's order: `dumpMessages` logs each line, the repeater
-/// forwards the packet, the shard parses and aggregates it, and the daemon records the batch (`last_msg_seen`,
+/// What every listener does with what it receives, in statsd's order: `dumpMessages` logs each line, the forwarders
+/// (the repeater) see the packet, the shard parses and aggregates it, and the daemon records the batch (`last_msg_seen`,
 /// `bad_lines_seen`) and logs its bad lines, at most 20 a second. One per reader thread or connection.
 struct IngestPipeline {
     let aggregator: Aggregator
     let shard: Int
     let state: DaemonState
     let dumpMessages: Bool
-    let repeater: Repeater?
+    let forwarders: [any PacketForwarder]
     let logger: Logger
     private var limiter = LogRateLimiter()
 
-    init(aggregator: Aggregator, shard: Int, state: DaemonState, dumpMessages: Bool, repeater: Repeater?, logger: Logger) {
+    init(aggregator: Aggregator, shard: Int, state: DaemonState, dumpMessages: Bool, forwarders: [any PacketForwarder], logger: Logger) {
         self.aggregator = aggregator
         self.shard = shard
         self.state = state
         self.dumpMessages = dumpMessages
-        self.repeater = repeater
+        self.forwarders = forwarders
         self.logger = logger
     }
 
-    /// Before ingest: the debug dump and the repeater, for one packet.
+    /// Before ingest: the debug dump and the forwarders, for one packet.
     func received(_ packet: UnsafeRawBufferPointer) {
         if self.dumpMessages {
             for line in packet.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
                 self.logger.info("\(String(decoding: line, as: UTF8.self))", metadata: ["statsd.type": "DEBUG"])
             }
         }
-        self.repeater?.forward(packet)
+        for forwarder in self.forwarders { forwarder.forward(packet) }
     }
 
     /// After ingest: the batch's figures and its bad lines.

@@ -63,7 +63,8 @@ struct ReloadService: Service {
     func reload() {
         let loaded: DaemonConfiguration
         do {
-            let (configuration, warnings) = try DaemonConfiguration.load(path: self.path, environment: self.environment)
+            let (configuration, warnings) = try DaemonConfiguration.load(
+                path: self.path, environment: self.environment, upstreams: self.running.registeredUpstreams)
             for warning in warnings { self.logger.warning("\(self.path): \(warning)") }
             loaded = configuration
         } catch {

@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SidestatAggregation
+import SidestatBackends
 import SidestatConfiguration
 
 #if canImport(Glibc)
@@ -27,7 +28,7 @@ public final class StreamListener: Service, Sendable {
     let aggregator: Aggregator
     let state: DaemonState
     let dumpMessages: Bool
-    let repeater: Repeater?
+    let forwarders: [any PacketForwarder]
     let logger: Logger
     let unixSocket: String?
     public let description: String
@@ -36,7 +37,7 @@ public final class StreamListener: Service, Sendable {
     /// Binds the listener now, so that errors stop start-up.
     static func bind(
         configuration: ListenerConfiguration, shard: Int, aggregator: Aggregator, state: DaemonState,
-        dumpMessages: Bool, repeater: Repeater? = nil, idleTimeout: Int = 0, logger: Logger
+        dumpMessages: Bool, forwarders: [any PacketForwarder] = [], idleTimeout: Int = 0, logger: Logger
     ) async throws -> StreamListener {
         let bootstrap = ServerBootstrap.sidestat(backlog: 256)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -74,16 +75,16 @@ public final class StreamListener: Service, Sendable {
         }
         return StreamListener(
             server: server, shard: shard, aggregator: aggregator, state: state, dumpMessages: dumpMessages,
-            repeater: repeater, logger: logger, unixSocket: configuration.unixSocket, description: description,
+            forwarders: forwarders, logger: logger, unixSocket: configuration.unixSocket, description: description,
             port: server.channel.localAddress?.port ?? 0)
     }
 
     private init(
         server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, shard: Int, aggregator: Aggregator,
-        state: DaemonState, dumpMessages: Bool, repeater: Repeater?, logger: Logger, unixSocket: String?,
+        state: DaemonState, dumpMessages: Bool, forwarders: [any PacketForwarder], logger: Logger, unixSocket: String?,
         description: String, port: Int
     ) {
-        self.repeater = repeater
+        self.forwarders = forwarders
         self.server = server
         self.shard = shard
         self.aggregator = aggregator
@@ -102,7 +103,7 @@ public final class StreamListener: Service, Sendable {
         try await acceptConnections(on: self.server, logger: self.logger, kind: "TCP") { inbound, _ in
             var pipeline = IngestPipeline(
                 aggregator: self.aggregator, shard: self.shard, state: self.state, dumpMessages: self.dumpMessages,
-                repeater: self.repeater, logger: self.logger)
+                forwarders: self.forwarders, logger: self.logger)
             var pending: [UInt8] = []
             // A line longer than `maximumLineBytes` is dropped (a bad line, counted and logged) and skipped to its
             // end, so a client that never sends a newline costs a bounded buffer.

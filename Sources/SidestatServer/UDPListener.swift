@@ -32,7 +32,7 @@ public final class UDPListener: Service, Sendable {
     let aggregator: Aggregator
     let state: DaemonState
     let dumpMessages: Bool
-    let repeater: Repeater?
+    let forwarders: [any PacketForwarder]
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
 
@@ -51,9 +51,9 @@ public final class UDPListener: Service, Sendable {
     /// Binds `readers` sockets (SO_REUSEPORT when more than one) on the configured address and port.
     init(
         configuration: ListenerConfiguration, receiveBufferBytes: Int, readers: Int, firstShard: Int,
-        aggregator: Aggregator, state: DaemonState, dumpMessages: Bool, repeater: Repeater? = nil, logger: Logger
+        aggregator: Aggregator, state: DaemonState, dumpMessages: Bool, forwarders: [any PacketForwarder] = [], logger: Logger
     ) throws {
-        self.repeater = repeater
+        self.forwarders = forwarders
         self.firstShard = firstShard
         self.aggregator = aggregator
         self.state = state
@@ -157,7 +157,7 @@ public final class UDPListener: Service, Sendable {
         let ingestShard = self.aggregator.shards[shard]
         var pipeline = IngestPipeline(
             aggregator: self.aggregator, shard: shard, state: self.state, dumpMessages: self.dumpMessages,
-            repeater: self.repeater, logger: self.logger)
+            forwarders: self.forwarders, logger: self.logger)
         var draining = false
         // After a short batch, a short nap lets the next recvmmsg find a fuller queue: fewer wakeups and system
         // calls per datagram. The nap grows while batches stay short and shrinks when one comes back full; the

@@ -82,14 +82,12 @@ struct Sidestat {
 func loadConfiguration(_ path: String?) -> DaemonConfiguration? {
     guard let path else {
         let environment = processEnvironment()
-        let configuration = DaemonConfiguration.embeddedDefault(environment: environment)
-        if let warning = configuration.instanceWarning(environment: environment) {
-            writeStandardError("sidestat: warning: \(warning)")
-        }
+        let (configuration, warnings) = BackendRegistry.embeddedDefault(environment: environment)
+        for warning in warnings { writeStandardError("sidestat: warning: \(warning)") }
         return configuration
     }
     do {
-        let (configuration, warnings) = try DaemonConfiguration.load(path: path, environment: processEnvironment())
+        let (configuration, warnings) = try BackendRegistry.load(path: path, environment: processEnvironment())
         for warning in warnings { writeStandardError("sidestat: warning: \(path): \(warning)") }
         return configuration
     } catch let error as ConfigurationError {

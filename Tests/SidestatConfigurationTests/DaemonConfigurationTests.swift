@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatBackends
 import SidestatConfiguration
 import Testing
 
@@ -11,7 +12,7 @@ struct DaemonConfigurationTests {
         guard case .object(let object) = try ConfigScript.evaluate(source, environment: ["PORT": "9000"]) else {
             throw ConfigScriptError(line: 1, column: 1, message: "not an object")
         }
-        let result = try DaemonConfiguration.from(object)
+        let result = try DaemonConfiguration.from(object, upstreams: BackendRegistry.sections.map { $0 })
         return (result.configuration, result.warnings)
     }
 
@@ -24,10 +25,10 @@ struct DaemonConfigurationTests {
         #expect(c.listeners[0].port == 8125)
         #expect(c.managementAddress == "127.0.0.1")
         #expect(c.managementPort == 8126)
-        #expect(c.backends == [.graphite])
+        #expect(c.backends == ["graphite"])
         #expect(c.flushIntervalMilliseconds == 10_000)
         #expect(c.percentThreshold == [90])
-        #expect(c.graphite.host == nil)
+        #expect(c.upstream(GraphiteConfiguration.self)?.host == nil)
         #expect(c.shutdownTimeoutMilliseconds == 10_000)
     }
 
@@ -100,10 +101,10 @@ struct DaemonConfigurationTests {
             ("{ backends: ['hostedgraphite'] }", "hostedGraphite.apiKey", "HOSTEDGRAPHITE_APIKEY"),
             ("{ backends: ['librato'], librato: { user: 'u' } }", "librato.token", "LIBRATO_TOKEN"),
             ("{ backends: ['influxdb'], influxdb: { token: 't' } }", "influxdb.bucket", "influxdb.org and influxdb.bucket"),
-            ("{ prometheus: { buckets: [1, 0.5] } }", "prometheus.buckets", "increasing"),
-            ("{ repeater: [{ host: 'a' }] }", "repeater[0]", "{host: "),
-            ("{ repeaterProtocol: 'sctp' }", "repeaterProtocol", "\"udp4\", \"udp6\" or \"tcp\""),
-            ("{ backends: ['./backends/kafka'] }", "backends[0]", "\"influxdb\", \"prometheus\", \"otlp\""),
+            ("{ backends: ['prometheus'], prometheus: { buckets: [1, 0.5] } }", "prometheus.buckets", "increasing"),
+            ("{ backends: ['repeater'], repeater: [{ host: 'a' }] }", "repeater[0]", "{host: "),
+            ("{ backends: ['repeater'], repeaterProtocol: 'sctp' }", "repeaterProtocol", "\"udp4\", \"udp6\" or \"tcp\""),
+            ("{ backends: ['./backends/kafka'] }", "backends[0]", "\"./backends/influxdb\", \"./backends/prometheus\", \"./backends/otlp\""),
         ])
     func rejects(source: String, key: String, message: String) {
         do {
@@ -134,22 +135,24 @@ struct DaemonConfigurationTests {
             guard case .object(let object) = try ConfigScript.evaluate(source, environment: environment) else {
                 throw ConfigScriptError(line: 1, column: 1, message: "not an object")
             }
-            return try DaemonConfiguration.from(object, environment: environment).configuration
+            return try DaemonConfiguration.from(
+                object, environment: environment, upstreams: BackendRegistry.sections.map { $0 }
+            ).configuration
         }
         let plain = try load("{}", [:])
         #expect(plain.instance == DaemonConfiguration.defaultInstance(environment: [:]))
         #expect(!plain.instance.isEmpty)
-        #expect(plain.graphiteInstance == .none)
+        #expect(plain.upstream(GraphiteConfiguration.self)?.instance == GraphiteConfiguration.Instance.none)
         let dyno = try load("{}", ["DYNO": "web.3"])
         #expect(dyno.instance == "web.3")
-        #expect(dyno.graphiteInstance == .none)  // statsd's names, whatever $DYNO says
+        #expect(dyno.upstream(GraphiteConfiguration.self)?.instance == GraphiteConfiguration.Instance.none)  // statsd's names, whatever $DYNO says
         let named = try load("{ instance: 'api' }", ["DYNO": "web.3"])
-        #expect(named.graphiteInstance == .path)
+        #expect(named.upstream(GraphiteConfiguration.self)?.instance == .path)
         let kept = try load("{ graphite: { instance: 'none' } }", ["DYNO": "web.3"])
-        #expect(kept.graphiteInstance == .none)
+        #expect(kept.upstream(GraphiteConfiguration.self)?.instance == GraphiteConfiguration.Instance.none)
         let tagged = try load("{ instance: 'api-' + process.env.DYNO, graphite: { instance: 'tag' } }", ["DYNO": "web.3"])
         #expect(tagged.instance == "api-web.3")
-        #expect(tagged.graphiteInstance == .tag)
+        #expect(tagged.upstream(GraphiteConfiguration.self)?.instance == .tag)
     }
 
     @Test("upstream sections: InfluxDB 1 and 2, Prometheus buckets, OTLP headers, repeater targets")
@@ -163,22 +166,22 @@ struct DaemonConfigurationTests {
               repeater: [{ host: '10.0.0.2', port: 8125 }], repeaterProtocol: 'tcp', httpPort: 8080 }
             """)
         #expect(warnings.isEmpty)
-        #expect(c.backends == [.influxdb, .prometheus, .otlp, .repeater])
-        #expect(c.influxdb?.url == "http://db:8087")
-        #expect(c.influxdb?.database == "apps")
-        #expect(c.influxdb?.username == "u" && c.influxdb?.password == "p")
-        #expect(c.influxdb?.isVersion2 == false)
-        #expect(c.prometheus.port == 9300)
-        #expect(c.prometheus.buckets == [0.1, 1, 10])
-        #expect(c.otlp?.endpoint == "https://otlp.example.com")
-        #expect(c.otlp?.headers == ["x-key: k"])
-        #expect(c.otlp?.serviceName == "shop")
-        #expect(c.repeater.map { "\($0.host):\($0.port)" } == ["10.0.0.2:8125"])
-        #expect(c.repeaterTCP)
+        #expect(c.backends == ["influxdb", "prometheus", "otlp", "repeater"])
+        #expect(c.upstream(InfluxDBConfiguration.self)?.url == "http://db:8087")
+        #expect(c.upstream(InfluxDBConfiguration.self)?.database == "apps")
+        #expect(c.upstream(InfluxDBConfiguration.self)?.username == "u" && c.upstream(InfluxDBConfiguration.self)?.password == "p")
+        #expect(c.upstream(InfluxDBConfiguration.self)?.isVersion2 == false)
+        #expect(c.upstream(PrometheusConfiguration.self)?.port == 9300)
+        #expect(c.upstream(PrometheusConfiguration.self)?.buckets == [0.1, 1, 10])
+        #expect(c.upstream(OTLPConfiguration.self)?.endpoint == "https://otlp.example.com")
+        #expect(c.upstream(OTLPConfiguration.self)?.headers == ["x-key: k"])
+        #expect(c.upstream(OTLPConfiguration.self)?.serviceName == "shop")
+        #expect(c.upstream(RepeaterConfiguration.self)?.targets.map { "\($0.host):\($0.port)" } == ["10.0.0.2:8125"])
+        #expect(c.upstream(RepeaterConfiguration.self)?.tcp == true)
         #expect(c.httpPort == 8080)
 
         let (ignored, ignoredWarnings) = try self.configuration("{ repeater: [{ host: 'a', port: 1 }] }")
-        #expect(ignored.repeater.isEmpty)
+        #expect(ignored.upstream(RepeaterConfiguration.self) == nil)
         #expect(ignoredWarnings.contains { $0.contains("./backends/repeater") })
     }
 }

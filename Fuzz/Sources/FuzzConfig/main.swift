@@ -3,9 +3,11 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-// A config file: evaluated (the config.js subset), then checked into a DaemonConfiguration, as `check-config` does.
+// A config file: evaluated (the config.js subset), then checked into a DaemonConfiguration with every backend's
+// section, as `check-config` does.
 // Errors are expected; a crash, a hang or runaway memory is a finding.
 
+import SidestatBackends
 import SidestatConfiguration
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -16,7 +18,8 @@ public func fuzzConfig(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
         return 0
     }
     if case .object(let object) = value,
-        let (configuration, _) = try? DaemonConfiguration.from(object, environment: environment)
+        let (configuration, _) = try? DaemonConfiguration.from(
+            object, environment: environment, upstreams: BackendRegistry.sections.map { $0 })
     {
         _ = configuration.effectiveDescription(showingSecrets: false)
     }

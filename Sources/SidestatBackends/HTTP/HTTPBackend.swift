@@ -5,6 +5,7 @@
 
 import Logging
 import SidestatAggregation
+import SidestatConfiguration
 import SidestatProtocol
 import Synchronization
 
@@ -45,6 +46,18 @@ public final class HTTPBackend: MetricsBackend {
         self.delivery = Delivery(
             name: name, transport: HTTPTransport(name: name), retryBufferBytes: retryBufferBytes,
             startupTime: startupTime)
+    }
+
+    /// An HTTP upstream made from its section: `encode` gets each flush and the daemon's instance name.
+    public convenience init(
+        name: String, destination: String, context: BackendContext,
+        encode: @escaping @Sendable (FlushData, _ instance: String) -> [HTTPRequest]
+    ) {
+        let instance = context.configuration.instance
+        self.init(
+            name: name, destination: destination, retryBufferBytes: context.configuration.retryBufferBytes,
+            startupTime: context.startupTime
+        ) { encode($0, instance) }
     }
 
     package var statistics: DeliveryStatistics { self.delivery.statistics }

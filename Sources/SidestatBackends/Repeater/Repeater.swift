@@ -5,8 +5,7 @@
 
 import Logging
 import ServiceLifecycle
-import SidestatBackends
-import SidestatConfiguration
+import SidestatAggregation
 import Synchronization
 
 #if canImport(Glibc)
@@ -22,7 +21,7 @@ import Darwin
 /// Over TCP each target has its own bounded queue, drained by the delivery engine over one kept connection: every
 /// packet reaches every target, in order, once; what a target cannot take yet is retried. On shutdown (after the
 /// listeners have stopped) each target gets what is left, and the connection is closed once the target has read it.
-public final class Repeater: MetricsBackend, Service, @unchecked Sendable {
+public final class Repeater: MetricsBackend, PacketForwarder, Service, @unchecked Sendable {
     // @unchecked: `udpSockets` and `tcpTargets` are written once in `init`; everything else is atomic or locked.
     public let name = "repeater"
     private var udpSockets: [Int32] = []
@@ -75,6 +74,13 @@ public final class Repeater: MetricsBackend, Service, @unchecked Sendable {
             }
         }
     }
+
+    public var packetForwarder: (any PacketForwarder)? {
+        self.udpSockets.isEmpty && self.tcpTargets.isEmpty ? nil : self
+    }
+
+    /// After the listeners have stopped, the repeater sends what they forwarded last.
+    public var service: (any Service)? { self }
 
     deinit {
         for fd in self.udpSockets { close(fd) }

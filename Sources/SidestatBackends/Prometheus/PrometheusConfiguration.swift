@@ -1,0 +1,48 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import SidestatConfiguration
+
+/// The Prometheus backend: `/metrics` on the HTTP port (`httpPort`, else its own `prometheus.port`).
+public struct PrometheusConfiguration: BackendSection, Hashable {
+    public var port = 9102
+    public var address = "127.0.0.1"
+    /// Histogram bucket bounds for timers, in seconds (timers are received in milliseconds).
+    public var buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+    public init() {}
+
+    public static let names = ["prometheus", "./backends/prometheus"]
+    public static let keys = ["prometheus"]
+
+    public init(reading object: JSObject, reader: inout ConfigurationReader, context: SectionContext) {
+        let prometheus = reader.section(object, "prometheus", example: "{port: 9102, buckets: [0.1, 1, 10]}")
+        if let port = reader.integer(prometheus["port"], key: "prometheus.port", in: 0...65_535) { self.port = port }
+        if let address = reader.string(prometheus["address"], key: "prometheus.address") { self.address = address }
+        if case .array(let buckets) = prometheus["buckets"] {
+            var values: [Double] = []
+            for (index, bucket) in buckets.enumerated() {
+                if let value = reader.number(bucket, key: "prometheus.buckets[\(index)]") { values.append(value) }
+            }
+            if values != values.sorted() || Set(values).count != values.count || values.isEmpty {
+                reader.problem("prometheus.buckets", "must be a non-empty list of increasing numbers (seconds)")
+            } else {
+                self.buckets = values
+            }
+        }
+    }
+
+    public func describe(into description: inout ConfigurationDescription) {
+        description.add("prometheus", "{ address: \(description.quote(self.address)), port: \(self.port) }")
+    }
+
+    public var pageListener: (address: String, port: Int)? { (self.address, self.port) }
+
+    public func makeBackend(_ context: BackendContext) -> any MetricsBackend {
+        PrometheusBackend(
+            buckets: self.buckets, instance: context.configuration.instance, startupTime: context.startupTime,
+            endpoint: context.httpEndpoint ?? "", seriesBudget: context.configuration.seriesBudget)
+    }
+}
