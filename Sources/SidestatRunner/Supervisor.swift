@@ -57,13 +57,6 @@ public final class Supervisor: Service, Sendable {
         self.signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
     }
 
-    enum Event: Sendable {
-        case exited(index: Int, code: Int32, signal: Int32?)
-        case signal(Int32)
-        case shutdown
-        case graceExpired
-    }
-
     func system(_ text: String) {
         self.printer?.write(text, name: "system")
     }
@@ -71,12 +64,11 @@ public final class Supervisor: Service, Sendable {
     public func run() async throws {
         // Orphans of the children (daemonized workers) become our children, so that they can be reaped and checked.
         _ = sidestat_set_child_subreaper()
-        let (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        let (events, continuation) = AsyncStream.makeStream(of: Supervision.Event.self)
         var children: [ChildProcess] = []
         var threads: [ReaderThread] = []
         let stopReading = StopFlag()
         var outputReaders: [Int: ReaderThread] = [:]
-        var firstCode: Int32? = nil
         // The children are created on a thread of their own that stays until they are all gone: their parent-death
         // signal goes to them when the thread that created them ends.
         let parent = ParentThread()
@@ -119,13 +111,9 @@ public final class Supervisor: Service, Sendable {
             waiter.start()
             threads.append(waiter)
         }
-        if let failure {
-            self.system(failure)
-            firstCode = 127
-        }
+        var supervision = Supervision(names: children.map(\.name))
         // SIGHUP (a closed terminal, a platform's restart) stops the processes as SIGTERM does.
         let signals = self.signals
-        var exited = Set<Int>()
         var terminationStarted: ContinuousClock.Instant? = nil
         var terminatedGroups = Set<pid_t>()
         await withTaskGroup(of: Void.self) { group in
@@ -135,45 +123,43 @@ public final class Supervisor: Service, Sendable {
                 }
             }
             await withGracefulShutdownHandler {
-                var terminating = false
-                func startTerminating() {
-                    guard !terminating else { return }
-                    terminating = true
-                    terminationStarted = ContinuousClock().now
-                    terminatedGroups = self.terminate(children, exited: exited)
-                    let grace = self.grace
-                    group.addTask {
-                        try? await Task.sleep(for: grace)
-                        continuation.yield(.graceExpired)
-                    }
-                }
-                if firstCode != nil { startTerminating() }
-                var iterator = events.makeAsyncIterator()
-                while exited.count < children.count, let event = await iterator.next() {
-                    switch event {
-                    case .exited(let index, let code, let signal):
-                        exited.insert(index)
-                        // The process's last lines come before its `stopped` line, as in honcho (which reads to the
-                        // end of the output); a descendant that keeps the output open delays it a second at most.
-                        if let reader = outputReaders[index] {
-                            let until = ContinuousClock.now + .seconds(1)
-                            while !reader.isFinished, ContinuousClock.now < until {
-                                try? await Task.sleep(for: .milliseconds(5))
+                func perform(_ actions: [Supervision.Action]) {
+                    for action in actions {
+                        switch action {
+                        case .say(let text):
+                            self.system(text)
+                        case .terminate(let indices):
+                            terminationStarted = ContinuousClock().now
+                            for index in indices {
+                                self.system("sending SIGTERM to \(children[index].name) (pid \(children[index].pid))")
+                                children[index].signalGroup(SIGTERM)
+                                terminatedGroups.insert(children[index].pid)
+                            }
+                            let grace = self.grace
+                            group.addTask {
+                                try? await Task.sleep(for: grace)
+                                continuation.yield(.graceExpired)
+                            }
+                        case .kill(let indices):
+                            for index in indices {
+                                self.system("sending SIGKILL to \(children[index].name) (pid \(children[index].pid))")
+                                children[index].signalGroup(SIGKILL)
                             }
                         }
-                        // As honcho (Python's returncode) prints it: -N for a process a signal ended.
-                        let shown = signal.map { -$0 } ?? code
-                        self.system("\(children[index].name) stopped (rc=\(shown))")
-                        if firstCode == nil { firstCode = code }
-                    case .signal(let signal):
-                        self.system("\(signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "SIGHUP") received")
-                        if firstCode == nil { firstCode = 128 + signal }
-                    case .shutdown:
-                        if firstCode == nil { firstCode = 143 }
-                    case .graceExpired:
-                        self.kill(children, exited: exited)
                     }
-                    startTerminating()
+                }
+                perform(supervision.started(failure: failure))
+                var iterator = events.makeAsyncIterator()
+                while !supervision.isFinished, let event = await iterator.next() {
+                    // The process's last lines come before its `stopped` line, as in honcho (which reads to the end
+                    // of the output); a descendant that keeps the output open delays it a second at most.
+                    if case .exited(let index, _, _) = event, let reader = outputReaders[index] {
+                        let until = ContinuousClock.now + .seconds(1)
+                        while !reader.isFinished, ContinuousClock.now < until {
+                            try? await Task.sleep(for: .milliseconds(5))
+                        }
+                    }
+                    perform(supervision.handle(event))
                 }
             } onGracefulShutdown: {
                 continuation.yield(.shutdown)
@@ -215,25 +201,7 @@ public final class Supervisor: Service, Sendable {
         }
         stopReading.set()
         continuation.finish()
-        self.result.withLock { $0 = firstCode ?? 0 }
-    }
-
-    /// SIGTERM to every group still running. - Returns: the groups signalled.
-    func terminate(_ children: [ChildProcess], exited: Set<Int>) -> Set<pid_t> {
-        var groups = Set<pid_t>()
-        for (index, child) in children.enumerated() where !exited.contains(index) {
-            self.system("sending SIGTERM to \(child.name) (pid \(child.pid))")
-            child.signalGroup(SIGTERM)
-            groups.insert(child.pid)
-        }
-        return groups
-    }
-
-    func kill(_ children: [ChildProcess], exited: Set<Int>) {
-        for (index, child) in children.enumerated() where !exited.contains(index) {
-            self.system("sending SIGKILL to \(child.name) (pid \(child.pid))")
-            child.signalGroup(SIGKILL)
-        }
+        self.result.withLock { $0 = supervision.exitCode ?? 0 }
     }
 
     /// The processes re-parented to Sidestat (it is their subreaper): what the children left running when they

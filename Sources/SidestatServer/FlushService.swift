@@ -69,11 +69,14 @@ public struct FlushService: Service {
     let statistics: TimerStatisticsConfiguration
     /// What a SIGHUP reload may change.
     let settings: ReloadableSettings
+    /// The schedule's time (the wall clock, or a test's).
+    let time: any TimeSource
 
-    init(
+    public init(
         aggregator: Aggregator, backends: [any MetricsBackend], configuration: DaemonConfiguration,
-        state: DaemonState, flushState: FlushState, logger: Logger
+        state: DaemonState, flushState: FlushState, time: any TimeSource = SystemTime(), logger: Logger
     ) {
+        self.time = time
         self.aggregator = aggregator
         self.backends = backends
         self.configuration = configuration
@@ -132,10 +135,10 @@ public struct FlushService: Service {
         var previousTimestamp = 0
         while true {
             let wait = FlushSchedule.untilNextTick(
-                now: WallClock.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval)
+                now: self.time.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval)
             do {
                 try await cancelWhenGracefulShutdown {
-                    try await Task.sleep(for: .milliseconds(max(0, wait)))
+                    try await self.time.sleep(for: .milliseconds(max(0, wait)))
                 }
             } catch {
                 // Shutdown (or cancellation): the listeners have stopped; flush what they read.
@@ -160,11 +163,11 @@ public struct FlushService: Service {
     func waitForNearTick(interval: Int) async {
         guard self.backends.contains(where: \.finalFlushWaitsForTick),
             let untilTick = FlushSchedule.finalFlushWait(
-                now: WallClock.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval,
+                now: self.time.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval,
                 shutdownBudget: self.configuration.shutdownTimeoutMilliseconds)
         else { return }
         self.logger.info("Waiting for the flush tick before the final flush", metadata: ["flush.wait_ms": "\(untilTick)"])
-        try? await Task.sleep(for: .milliseconds(untilTick))
+        try? await self.time.sleep(for: .milliseconds(untilTick))
     }
 
     /// Takes the interval's aggregates out of the shards and prepares them for the backends.
@@ -173,7 +176,7 @@ public struct FlushService: Service {
     ) -> (FlushData, ContinuousClock.Instant) {
         let clock = ContinuousClock()
         let start = clock.now
-        let timestamp = WallClock.unixSeconds()
+        let timestamp = self.time.unixSeconds()
         var lag: Double? = nil
         if previousTimestamp > 0 {
             lag = Double(timestamp - previousTimestamp) - Double(self.configuration.flushIntervalMilliseconds) / 1000

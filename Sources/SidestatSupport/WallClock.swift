@@ -22,3 +22,29 @@ public enum WallClock {
         Int((Double(unixMilliseconds()) / 1000).rounded(.toNearestOrAwayFromZero))
     }
 }
+
+/// The time the flusher reads and waits on: the wall clock in the daemon (`SystemTime`), a clock the test moves in
+/// tests, so that a flush tick, the final flush and a deadline are checked without waiting for them.
+public protocol TimeSource: Sendable {
+    /// Unix time in milliseconds.
+    func unixMilliseconds() -> Int
+
+    /// Returns once `duration` has passed on this clock; throws `CancellationError` when the task is cancelled.
+    func sleep(for duration: Duration) async throws
+}
+
+extension TimeSource {
+    /// `Math.round(Date.now() / 1000)`.
+    public func unixSeconds() -> Int {
+        Int((Double(self.unixMilliseconds()) / 1000).rounded(.toNearestOrAwayFromZero))
+    }
+}
+
+/// The wall clock, and `Task.sleep` on the continuous clock.
+public struct SystemTime: TimeSource {
+    public init() {}
+
+    public func unixMilliseconds() -> Int { WallClock.unixMilliseconds() }
+
+    public func sleep(for duration: Duration) async throws { try await Task.sleep(for: duration) }
+}

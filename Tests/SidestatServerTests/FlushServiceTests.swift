@@ -1,0 +1,228 @@
+//===----------------------------------------------------------------------===//
+// Sidestat: a statsd-compatible metrics sidecar.
+// SPDX-License-Identifier: Apache-2.0
+//===----------------------------------------------------------------------===//
+
+import Logging
+import ServiceLifecycle
+import SidestatAggregation
+import SidestatBackends
+import SidestatConfiguration
+import SidestatServer
+import SidestatSupport
+import Synchronization
+import Testing
+
+/// A clock the test moves: `sleep` returns when `advance` passes its wake time (or throws when cancelled).
+final class ManualTime: TimeSource {
+    private struct Sleeper {
+        var id: Int
+        var until: Int
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private let state: Mutex<(now: Int, sleepers: [Sleeper], nextID: Int)>
+    /// Each wake time asked for, in order.
+    let requested = Mutex<[Int]>([])
+
+    init(now: Int) { self.state = Mutex((now, [], 0)) }
+
+    func unixMilliseconds() -> Int { self.state.withLock { $0.now } }
+
+    func sleep(for duration: Duration) async throws {
+        let milliseconds = Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        let id = self.state.withLock { state -> Int in
+            state.nextID += 1
+            return state.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let resumeNow = self.state.withLock { state -> Bool in
+                    let until = state.now + milliseconds
+                    if Task.isCancelled { return true }
+                    state.sleepers.append(Sleeper(id: id, until: until, continuation: continuation))
+                    self.requested.withLock { $0.append(until) }
+                    return false
+                }
+                if resumeNow { continuation.resume(throwing: CancellationError()) }
+            }
+        } onCancel: {
+            let sleeper = self.state.withLock { state -> Sleeper? in
+                guard let index = state.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.sleepers.remove(at: index)
+            }
+            sleeper?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Moves the clock on and wakes every sleeper whose time has come.
+    func advance(to now: Int) {
+        let due = self.state.withLock { state -> [Sleeper] in
+            state.now = now
+            let due = state.sleepers.filter { $0.until <= now }
+            state.sleepers.removeAll { $0.until <= now }
+            return due
+        }
+        for sleeper in due { sleeper.continuation.resume() }
+    }
+
+    /// Waits (on real time, briefly) until `count` sleeps have been asked for.
+    func waitForRequests(_ count: Int) async -> Bool {
+        for _ in 0..<500 {
+            if self.requested.withLock({ $0.count >= count }) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
+    /// Waits (on real time, briefly) until someone sleeps until `until`.
+    func waitForSleeper(until: Int) async -> Bool {
+        for _ in 0..<500 {
+            if self.state.withLock({ $0.sleepers.contains { $0.until == until } }) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+}
+
+/// Keeps every flush it gets, with the deadline's distance from the moment it arrived.
+final class RecordingBackend: MetricsBackend {
+    struct Received: Sendable {
+        var data: FlushData
+        var deadlineIn: Duration
+    }
+
+    let name = "recording"
+    let destination = "memory"
+    let finalFlushWaitsForTick: Bool
+    let received: AsyncStream<Received>
+    private let continuation: AsyncStream<Received>.Continuation
+
+    init(waitsForTick: Bool = false) {
+        self.finalFlushWaitsForTick = waitsForTick
+        (self.received, self.continuation) = AsyncStream.makeStream()
+    }
+
+    func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
+        self.continuation.yield(Received(data: data, deadlineIn: deadline - ContinuousClock.now))
+    }
+
+    func status() -> [(name: String, value: Double)] { [] }
+}
+
+/// The flush service in process, on a clock the test moves: no socket, no wait for a real tick.
+struct FlushServiceTests {
+    let aggregator = Aggregator(shardCount: 1)
+    let state = DaemonState(healthUp: true)
+    let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    func ingest(_ text: String) {
+        var bytes = Array(text.utf8)
+        _ = bytes.withUnsafeMutableBytes { self.aggregator.ingest(UnsafeRawBufferPointer($0), shard: 0) }
+    }
+
+    func counter(_ data: FlushData, _ name: String) -> Double? {
+        data.snapshot.counters.first { data.snapshot.string($0.key) == name }?.value
+    }
+
+    /// Runs a flush service with `backend` on `time` until `body` returns, then shuts it down gracefully.
+    func run(
+        _ backend: RecordingBackend, time: ManualTime, shutdownTimeout: Int = 10_000,
+        _ body: (ServiceGroup) async throws -> Void
+    ) async throws {
+        var configuration = DaemonConfiguration()
+        configuration.shutdownTimeoutMilliseconds = shutdownTimeout
+        let service = FlushService(
+            aggregator: self.aggregator, backends: [backend], configuration: configuration, state: self.state,
+            flushState: FlushState(), time: time, logger: self.quiet)
+        let group = ServiceGroup(configuration: .init(services: [service], logger: self.quiet))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await body(group)
+            try await tasks.waitForAll()
+        }
+    }
+
+    @Test("a tick: the first flush waits for startup + flushInterval, carries the interval's counts and a deadline one interval on")
+    func tick() async throws {
+        let startup = self.state.startupTime * 1000
+        let time = ManualTime(now: startup + 1234)
+        let backend = RecordingBackend()
+        var received = backend.received.makeAsyncIterator()
+        try await self.run(backend, time: time) { group in
+            #expect(await time.waitForSleeper(until: startup + 10_000))
+            self.ingest("hits:1|c\nhits:2|c")
+            time.advance(to: startup + 10_000)
+            let first = try #require(await received.next())
+            #expect(!first.data.isFinal)
+            #expect(first.data.timestamp == self.state.startupTime + 10)
+            #expect(self.counter(first.data, "hits") == 3)
+            #expect(self.counter(first.data, "statsd.metrics_received") == 2)
+            #expect(first.deadlineIn > .seconds(9) && first.deadlineIn <= .seconds(10))
+            // The next tick is on the grid, whatever time the flush took.
+            #expect(await time.waitForSleeper(until: startup + 20_000))
+            self.ingest("hits:5|c")
+            time.advance(to: startup + 20_050)
+            let second = try #require(await received.next())
+            #expect(self.counter(second.data, "hits") == 5)
+            #expect(second.data.timestamp == self.state.startupTime + 20)
+            await group.triggerGracefulShutdown()
+        }
+        #expect(time.requested.withLock { Array($0.prefix(2)) } == [startup + 10_000, startup + 20_000])
+    }
+
+    @Test("the final flush: on shutdown at once, with what came since the last tick and the shutdown deadline")
+    func finalFlush() async throws {
+        let startup = self.state.startupTime * 1000
+        let time = ManualTime(now: startup)
+        let backend = RecordingBackend()
+        var received = backend.received.makeAsyncIterator()
+        try await self.run(backend, time: time, shutdownTimeout: 4000) { group in
+            #expect(await time.waitForSleeper(until: startup + 10_000))
+            self.ingest("late:7|c")
+            time.advance(to: startup + 9_000)
+            await group.triggerGracefulShutdown()
+            let final = try #require(await received.next())
+            #expect(final.data.isFinal)
+            #expect(self.counter(final.data, "late") == 7)
+            #expect(final.data.timestamp == self.state.startupTime + 9)
+            #expect(final.deadlineIn > .seconds(3) && final.deadlineIn <= .seconds(4))
+        }
+        // No tick was waited for: the console, Prometheus and an unreachable upstream flush at once.
+        #expect(time.requested.withLock { $0 } == [startup + 10_000])
+    }
+
+    @Test("a backend that loses a value to a shared slot: the final flush waits for the near tick, not for a far one")
+    func finalFlushWaitsForTick() async throws {
+        let startup = self.state.startupTime * 1000
+        let time = ManualTime(now: startup)
+        let backend = RecordingBackend(waitsForTick: true)
+        var received = backend.received.makeAsyncIterator()
+        try await self.run(backend, time: time) { group in
+            #expect(await time.waitForSleeper(until: startup + 10_000))
+            time.advance(to: startup + 7_000)
+            self.ingest("late:1|c")
+            await group.triggerGracefulShutdown()
+            // 3 s to the tick leave 7 of the 10 s budget: it waits, and nothing is flushed before the tick.
+            #expect(await time.waitForRequests(2))
+            #expect(time.requested.withLock { $0.last } == startup + 10_000)
+            time.advance(to: startup + 10_000)
+            let final = try #require(await received.next())
+            #expect(final.data.isFinal)
+            #expect(final.data.timestamp == self.state.startupTime + 10)
+            #expect(self.counter(final.data, "late") == 1)
+        }
+        // Too close to the deadline: at once.
+        let near = ManualTime(now: startup)
+        let other = RecordingBackend(waitsForTick: true)
+        var otherReceived = other.received.makeAsyncIterator()
+        try await self.run(other, time: near, shutdownTimeout: 2500) { group in
+            #expect(await near.waitForSleeper(until: startup + 10_000))
+            near.advance(to: startup + 8_000)
+            await group.triggerGracefulShutdown()
+            let final = try #require(await otherReceived.next())
+            #expect(final.data.timestamp == self.state.startupTime + 8)
+        }
+        #expect(near.requested.withLock { $0 } == [startup + 10_000])
+    }
+}
