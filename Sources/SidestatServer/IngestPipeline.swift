@@ -29,6 +29,9 @@ struct IngestPipeline {
         self.logger = logger
     }
 
+    /// Whether `received` has anything to do (a debug dump or a forwarder), so that a listener can skip the call.
+    var seesPackets: Bool { self.dumpMessages || !self.forwarders.isEmpty }
+
     /// Before ingest: the debug dump and the forwarders, for one packet.
     func received(_ packet: UnsafeRawBufferPointer) {
         if self.dumpMessages {

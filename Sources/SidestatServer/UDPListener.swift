@@ -158,6 +158,7 @@ public final class UDPListener: Service, Sendable {
         var pipeline = IngestPipeline(
             aggregator: self.aggregator, shard: shard, state: self.state, dumpMessages: self.dumpMessages,
             forwarders: self.forwarders, logger: self.logger)
+        let seesPackets = pipeline.seesPackets
         var draining = false
         // After a short batch, a short nap lets the next recvmmsg find a fuller queue: fewer wakeups and system
         // calls per datagram. The nap grows while batches stay short and shrinks when one comes back full; the
@@ -167,8 +168,10 @@ public final class UDPListener: Service, Sendable {
             let flags = draining ? sidestat_msg_dontwait() : 0
             let count = sidestat_recv_batch(fd, buffers, stride, Self.receiveBytes, UInt32(batch), lengths, flags)
             if count > 0 {
-                for index in 0..<Int(count) {
-                    pipeline.received(UnsafeRawBufferPointer(start: buffers + index * stride, count: Int(lengths[index])))
+                if seesPackets {
+                    for index in 0..<Int(count) {
+                        pipeline.received(UnsafeRawBufferPointer(start: buffers + index * stride, count: Int(lengths[index])))
+                    }
                 }
                 let report = ingestShard.withBatch(sequence: self.aggregator.nextSequence(), terminated: true) {
                     ingest in

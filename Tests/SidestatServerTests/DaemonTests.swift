@@ -31,7 +31,7 @@ extension EndToEnd {
         func commandLines(arguments: [String]) throws {
             let sink = try LineSink()
             let path = TestPaths.temporaryDirectory().appendingPathComponent("config.js")
-            try testConfig(graphitePort: sink.port).write(to: path, atomically: true, encoding: .utf8)
+            try testConfig(graphitePort: sink.port, flushInterval: 200).write(to: path, atomically: true, encoding: .utf8)
             let daemon = try SidestatProcess(arguments: arguments.map { $0 == "FILE" ? path.path : $0 })
             Send.udp(["cli:1|c"], port: daemon.udpPort)
             #expect(sink.value("stats_counts.cli") == "1")
@@ -115,7 +115,7 @@ extension EndToEnd {
             let management = try Send.connect(port: daemon.managementPort)
             defer { close(management) }
             _ = Array("persistent:4|c\n".utf8).withUnsafeBytes { send(client, $0.baseAddress, $0.count, 0) }
-            Thread.sleep(forTimeInterval: 0.3)
+            #expect(try waitUntil(timeout: 10) { try daemon.counters().contains("\"persistent\":4") })
             let start = Date()
             #expect(daemon.terminate() == 0)
             #expect(Date().timeIntervalSince(start) < 3, "shutdown waited for the open connections")

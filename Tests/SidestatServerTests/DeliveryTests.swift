@@ -55,10 +55,9 @@ extension EndToEnd {
             // Whisper keeps one value per second and flushes are two seconds apart: the stored values add up to what
             // was sent only if every flush arrived, each under its own timestamp.
             var points = carbon.fetch("stats_counts.outage.n")
-            let deadline = Date().addingTimeInterval(20)
-            while points.reduce(0, { $0 + $1.1 }) != Double(sent) && Date() < deadline {
-                Thread.sleep(forTimeInterval: 0.2)
+            _ = waitUntil(timeout: 20) {
                 points = carbon.fetch("stats_counts.outage.n")
+                return points.reduce(0, { $0 + $1.1 }) == Double(sent)
             }
             #expect(points.reduce(0) { $0 + $1.1 } == Double(sent), "\(points)\n\(daemon.output)\n\(carbon.log)")
             #expect(points.filter { $0.0 > down && $0.0 < up && $0.1 > 0 }.count >= 3, "points stamped during the outage")
@@ -130,18 +129,18 @@ extension EndToEnd {
         @Test("SIGTERM during an outage: the final flush is retried until the deadline, then the loss is logged")
         func sigtermDuringOutage() throws {
             // The same inputs with carbon up: how many datapoints the final flush holds.
-            func run(sinkUp: Bool, restartAfter: Double? = nil, timeout: Int) throws -> (SidestatProcess, LineSink, Double) {
+            func run(sinkUp: Bool, restartCarbon: Bool = false, timeout: Int) throws -> (SidestatProcess, LineSink, Double) {
                 let sink = try LineSink()
                 if !sinkUp { sink.stop() }
                 let daemon = try SidestatProcess(
                     config: testConfig(
                         graphitePort: sink.port, flushInterval: 60_000, extra: "shutdownTimeout: \(timeout)"))
                 Send.udp(["gone:5|c\nlatency:3|ms"], port: daemon.udpPort)
-                Thread.sleep(forTimeInterval: 0.3)
                 let start = Date()
                 daemon.signal(SIGTERM)
-                if let restartAfter {
-                    Thread.sleep(forTimeInterval: restartAfter)
+                if restartCarbon {
+                    // Carbon comes back once the final flush has failed and is being retried.
+                    #expect(daemon.waitForOutput("Final flush failed; retrying until the shutdown deadline"))
                     try sink.start()
                 }
                 #expect(daemon.waitForExit(timeout: 20) == 0)
@@ -157,7 +156,7 @@ extension EndToEnd {
             #expect(lost.output.contains("flush.lost_points=\(points)"), "\(lost.output)")
 
             // Carbon back within the deadline: the final flush arrives.
-            let (late, sink, _) = try run(sinkUp: false, restartAfter: 1.0, timeout: 5000)
+            let (late, sink, _) = try run(sinkUp: false, restartCarbon: true, timeout: 5000)
             #expect(sink.lines.value("stats_counts.gone") == "5")
             #expect(!late.output.contains("flush.lost_points"))
         }
@@ -182,14 +181,12 @@ extension EndToEnd {
                     FileManager.default.fileExists(atPath: root.appendingPathComponent("\($0)/hits.wsp").path)
                 }.sorted()
             }
-            let deadline = Date().addingTimeInterval(20)
             var total = 0.0
-            while Date() < deadline {
+            _ = waitUntil(timeout: 20) {
                 total = series().reduce(0) { sum, instance in
                     sum + carbon.fetch("stats_counts.\(instance).hits").reduce(0) { $0 + $1.1 }
                 }
-                if total == 12 && series().count == 2 { break }
-                Thread.sleep(forTimeInterval: 0.2)
+                return total == 12 && series().count == 2
             }
             #expect(series() == ["web_1", "web_2"])
             #expect(total == 12)
@@ -268,9 +265,13 @@ extension EndToEnd {
                         repeater: [{host: "127.0.0.1", port: \(port)}]
                         """))
             Send.udp(["fwd:2|c\nfwd:3|c", "t:7|ms|@0.5", "g:+4|g"], port: upstream.udpPort)
-            Thread.sleep(forTimeInterval: 1)
+            // Forwarded as they arrive: the downstream statsd has all four lines before anything stops.
+            #expect(
+                try waitUntil(timeout: 10) {
+                    try downstream.counters()
+                        .contains("\"statsd.metrics_received\":4")
+                })
             #expect(upstream.terminate() == 0)
-            Thread.sleep(forTimeInterval: 0.3)
             #expect(downstream.terminate() == 0)
             let lines = sink.lines
             #expect(lines.value("stats_counts.fwd") == "5")

@@ -41,10 +41,7 @@ extension EndToEnd {
                 waitForUp: true, workingDirectory: directory)
             #expect(sidestat.udpPort == statsdPort)
             // Wait until gunicorn listens (a connection, not a request: requests count).
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline, (try? Send.connect(port: webPort)).map({ close($0) }) == nil {
-                Thread.sleep(forTimeInterval: 0.2)
-            }
+            #expect(waitUntil(timeout: 30) { (try? Send.connect(port: webPort)).map { close($0) } != nil })
             for _ in 0..<5 {
                 let response = try HTTP.get(port: webPort, path: "/")
                 #expect(response.status == 200)

@@ -135,11 +135,11 @@ extension EndToEnd {
             try testConfig(graphitePort: sink.port, flushInterval: 60_000)
                 .write(to: directory.appendingPathComponent("statsd.js"), atomically: true, encoding: .utf8)
             // bash, for /dev/udp.
-            try "web: exec bash -c 'trap \"echo draining; printf drained:1\\\\|c > /dev/udp/$STATSD_HOST/$STATSD_PORT; exit 0\" TERM; while true; do sleep 0.1; done'\n"
+            try "web: exec bash -c 'trap \"echo draining; printf drained:1\\\\|c > /dev/udp/$STATSD_HOST/$STATSD_PORT; exit 0\" TERM; echo trapping; while true; do sleep 0.1; done'\n"
                 .write(to: directory.appendingPathComponent("Procfile"), atomically: true, encoding: .utf8)
             let process = try SidestatProcess(
                 arguments: ["start", "--config", "statsd.js"], waitForUp: true, workingDirectory: directory)
-            Thread.sleep(forTimeInterval: 1)
+            #expect(process.waitForOutput("| trapping"))
             let status = process.terminate(timeout: 20)
             #expect(status == 143, "\(process.output)")
             #expect(process.output.contains("web.1    | draining") || process.output.contains("web.1 | draining"))

@@ -36,12 +36,12 @@ extension EndToEnd {
                         """))
             Send.udp([Self.sample], port: daemon.udpPort)
             func first(_ query: String, where predicate: ([String: Any]) -> Bool = { _ in true }) throws -> [String: Any]? {
-                let deadline = Date().addingTimeInterval(15)
-                while Date() < deadline {
-                    if let row = try influx.rows(query, database: "statsd").first(where: predicate) { return row }
-                    Thread.sleep(forTimeInterval: 0.3)
+                var row: [String: Any]? = nil
+                _ = try waitUntil(timeout: 15) {
+                    row = try influx.rows(query, database: "statsd").first(where: predicate)
+                    return row != nil
                 }
-                return nil
+                return row
             }
             let hits = try #require(
                 try first(#"SELECT sum("count") FROM "hits" WHERE "instance" = 'web.1' AND "metric_type" = 'counter'"#))
@@ -112,18 +112,16 @@ extension EndToEnd {
             #expect(daemon.httpPort > 0)
             Send.udp(["hits:3|c\nlatency:10|ms\ntemp:21.5|g\nreq:2|c|#env:prod"], port: daemon.udpPort)
             // A second flush adds to the totals. (A set's size is that of the last interval, as in statsd.)
-            Thread.sleep(forTimeInterval: 2.2)
+            #expect(
+                try waitUntil(timeout: 10) {
+                    try HTTP.get(port: daemon.httpPort, path: "/metrics").body.contains("hits_total{sidestat_instance=\"web.1\"} 3\n")
+                })
             Send.udp(["hits:4|c\nlatency:300|ms\nusers:a|s\nusers:b|s"], port: daemon.udpPort)
-            let deadline = Date().addingTimeInterval(10)
             var exposition = ""
-            while Date() < deadline {
+            _ = try waitUntil(timeout: 10) {
                 exposition = try HTTP.get(port: daemon.httpPort, path: "/metrics").body
-                if exposition.contains("hits_total{sidestat_instance=\"web.1\"} 7\n")
+                return exposition.contains("hits_total{sidestat_instance=\"web.1\"} 7\n")
                     && exposition.contains("latency_seconds_count{sidestat_instance=\"web.1\"} 2\n")
-                {
-                    break
-                }
-                Thread.sleep(forTimeInterval: 0.2)
             }
             for line in [
                 "# TYPE hits_total counter", "hits_total{sidestat_instance=\"web.1\"} 7",

@@ -139,6 +139,9 @@ final class SidestatProcess: @unchecked Sendable {
     }
 
     /// Waits until the output contains `text`.
+    /// The management port's `counters` dump: what the daemon has aggregated so far this interval.
+    func counters() throws -> String { try Send.management(["counters\n"], port: self.managementPort) }
+
     func waitForOutput(_ text: String, timeout: Double = 10) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
