@@ -95,9 +95,9 @@ public struct FlushData: Sendable {
     /// The interval's aggregates, timer samples sorted, statsd's own counters first and its `timestamp_lag`
     /// gauge included.
     public var snapshot: MetricSnapshot
-    public var flushIntervalMilliseconds: Int
-    /// statsd's `processing_time`: how long preparing the flush took, in milliseconds.
-    public var processingTimeMilliseconds: Int
+    public var flushInterval: Duration
+    /// statsd's `processing_time`: how long preparing the flush took (sent in whole milliseconds).
+    public var processingTime: Duration
     public var timerStatistics: TimerStatisticsConfiguration
     /// statsd's `prefixStats`.
     public var prefixStats: String
@@ -107,14 +107,14 @@ public struct FlushData: Sendable {
     public var isFinal: Bool
 
     public init(
-        timestamp: Int, snapshot: MetricSnapshot, flushIntervalMilliseconds: Int, processingTimeMilliseconds: Int,
+        timestamp: Int, snapshot: MetricSnapshot, flushInterval: Duration, processingTime: Duration,
         timerStatistics: TimerStatisticsConfiguration, prefixStats: String, percentThreshold: [Double],
         isFinal: Bool
     ) {
         self.timestamp = timestamp
         self.snapshot = snapshot
-        self.flushIntervalMilliseconds = flushIntervalMilliseconds
-        self.processingTimeMilliseconds = processingTimeMilliseconds
+        self.flushInterval = flushInterval
+        self.processingTime = processingTime
         self.timerStatistics = timerStatistics
         self.prefixStats = prefixStats
         self.percentThreshold = percentThreshold

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatSupport
 import SidestatProtocol
 
 #if canImport(Glibc)
@@ -45,7 +46,7 @@ extension DaemonConfiguration {
         add("mgmt_address", quote(self.managementAddress))
         add("mgmt_port", String(self.managementPort))
         add("backends", "[" + self.backends.map { quote("./backends/" + $0) }.joined(separator: ", ") + "]")
-        add("flushInterval", String(self.flushIntervalMilliseconds))
+        add("flushInterval", String(self.flushInterval.inMilliseconds))
         add("percentThreshold", "[" + self.percentThreshold.map { JSNumber.string($0) }.joined(separator: ", ") + "]")
         if !self.histogram.isEmpty {
             let rules = self.histogram.map { rule in
@@ -67,7 +68,7 @@ extension DaemonConfiguration {
         add("keyNameSanitize", String(self.keyNameSanitize))
         add("dumpMessages", String(self.dumpMessages))
         if let keyFlush = self.keyFlush {
-            var parts = ["interval: \(keyFlush.intervalMilliseconds)", "percent: \(JSNumber.string(keyFlush.percent))"]
+            var parts = ["interval: \(keyFlush.interval.inMilliseconds)", "percent: \(JSNumber.string(keyFlush.percent))"]
             if let log = keyFlush.logPath { parts.append("log: \(quote(log))") }
             add("keyFlush", "{ " + parts.joined(separator: ", ") + " }")
         }
@@ -75,7 +76,7 @@ extension DaemonConfiguration {
         add("title", self.title.map(quote) ?? "false")
         add("healthStatus", quote(self.healthStatusUp ? "up" : "down"))
         add("log", "{ backend: \(quote(self.logBackend.rawValue)), application: \(quote(self.logApplication)) }")
-        add("shutdownTimeout", String(self.shutdownTimeoutMilliseconds))
+        add("shutdownTimeout", String(self.shutdownTimeout.inMilliseconds))
         add("udpReceiveBuffer", String(self.udpReceiveBufferBytes))
         add("udpReaders", String(self.udpReaders))
         add("retryBufferBytes", String(self.retryBufferBytes))

@@ -175,7 +175,7 @@ extension DaemonConfiguration {
         if let interval = reader.integer(
             object["flushInterval"], key: "flushInterval", in: 1...86_400_000, falsyDefault: 10_000)
         {
-            c.flushIntervalMilliseconds = interval
+            c.flushInterval = .milliseconds(interval)
         }
 
         // percentThreshold: a number or a list; unset means 90. (statsd's `|| 90` also turns 0 and false into 90;
@@ -272,7 +272,7 @@ extension DaemonConfiguration {
             if let interval = reader.integer(keyFlush["interval"], key: "keyFlush.interval", in: 0...86_400_000, falsyDefault: 0),
                 interval > 0
             {
-                var k = KeyFlushConfiguration(intervalMilliseconds: interval)
+                var k = KeyFlushConfiguration(interval: .milliseconds(interval))
                 if let percent = reader.number(keyFlush["percent"], key: "keyFlush.percent") {
                     if percent > 0 && percent <= 100 {
                         k.percent = percent
@@ -332,7 +332,7 @@ extension DaemonConfiguration {
         if let timeout = reader.integer(
             object["shutdownTimeout"], key: "shutdownTimeout", in: 0...3_600_000, falsyDefault: 10_000)
         {
-            c.shutdownTimeoutMilliseconds = timeout
+            c.shutdownTimeout = .milliseconds(timeout)
         }
         if let bytes = reader.integer(
             object["udpReceiveBuffer"], key: "udpReceiveBuffer", in: 4096...1_073_741_824, falsyDefault: 8 * 1024 * 1024)

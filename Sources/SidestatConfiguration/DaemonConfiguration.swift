@@ -32,7 +32,7 @@ public struct ListenerConfiguration: Sendable, Hashable {
 
 /// statsd's `keyFlush`: a periodic report of the busiest keys.
 public struct KeyFlushConfiguration: Sendable, Hashable {
-    public var intervalMilliseconds: Int
+    public var interval: Duration
     public var percent: Double = 100
     public var logPath: String? = nil
 }
@@ -68,7 +68,7 @@ public struct DaemonConfiguration: Sendable {
     public var upstreams: [any UpstreamSection] = []
     /// Every upstream `backends` could have named (the registry the file was read with, to read it again).
     public var registeredUpstreams: [any UpstreamSection.Type] = []
-    public var flushIntervalMilliseconds = 10_000
+    public var flushInterval: Duration = .seconds(10)
     public var percentThreshold: [Double] = [90]
     public var histogram: [HistogramRule] = []
     public var calculatedTimerMetrics: [String] = []
@@ -99,7 +99,7 @@ public struct DaemonConfiguration: Sendable {
     public var httpAddress = "127.0.0.1"
 
     /// How long a shutdown may take to deliver the final flush.
-    public var shutdownTimeoutMilliseconds = 10_000
+    public var shutdownTimeout: Duration = .seconds(10)
     /// The UDP socket's receive buffer (SO_RCVBUF), in bytes.
     public var udpReceiveBufferBytes = 8 * 1024 * 1024
     /// UDP reader threads per listener (more than one uses SO_REUSEPORT).

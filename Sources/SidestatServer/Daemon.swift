@@ -180,8 +180,7 @@ public final class Daemon: Sendable {
         var configuration = ServiceGroupConfiguration(
             services: services,
             logger: Logger(label: "sidestat.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() }))
-        configuration.maximumGracefulShutdownDuration = .milliseconds(
-            self.configuration.shutdownTimeoutMilliseconds + 2000)
+        configuration.maximumGracefulShutdownDuration = self.configuration.shutdownTimeout + .seconds(2)
         let group = ServiceGroup(configuration: configuration)
         // SIGTERM and SIGINT are trapped before "server is up": a supervisor that stops Sidestat the moment it is up
         // gets the graceful shutdown (and exit code 0), never the default action's death.

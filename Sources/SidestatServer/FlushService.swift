@@ -90,7 +90,7 @@ public struct FlushService: Service {
                 (rule.metric, rule.bins.map { ($0.limit, $0.text) })
             },
             calculatedTimerMetrics: configuration.calculatedTimerMetrics,
-            flushIntervalSeconds: Double(configuration.flushIntervalMilliseconds) / 1000)
+            flushIntervalSeconds: configuration.flushInterval.inSeconds)
     }
 
     /// statsd's own counters, in the order statsd creates them.
@@ -131,7 +131,7 @@ public struct FlushService: Service {
 
     /// The flush schedule; returns after the final flush has been handed to `deliver`.
     func tick(_ deliver: (FlushData, ContinuousClock.Instant) -> Void) async {
-        let interval = self.configuration.flushIntervalMilliseconds
+        let interval = self.configuration.flushInterval.inMilliseconds
         var previousTimestamp = 0
         while true {
             let wait = FlushSchedule.untilNextTick(
@@ -146,7 +146,7 @@ public struct FlushService: Service {
                 await self.waitForNearTick(interval: interval)
                 let (data, deadline) = self.prepare(
                     previousTimestamp: &previousTimestamp, isFinal: true,
-                    deadline: shutdown + .milliseconds(self.configuration.shutdownTimeoutMilliseconds))
+                    deadline: shutdown + self.configuration.shutdownTimeout)
                 deliver(data, deadline)
                 return
             }
@@ -164,7 +164,7 @@ public struct FlushService: Service {
         guard self.backends.contains(where: \.finalFlushWaitsForTick),
             let untilTick = FlushSchedule.finalFlushWait(
                 now: self.time.unixMilliseconds(), startup: self.state.startupTime * 1000, interval: interval,
-                shutdownBudget: self.configuration.shutdownTimeoutMilliseconds)
+                shutdownBudget: self.configuration.shutdownTimeout.inMilliseconds)
         else { return }
         self.logger.info("Waiting for the flush tick before the final flush", metadata: ["flush.wait_ms": "\(untilTick)"])
         try? await self.time.sleep(for: .milliseconds(untilTick))
@@ -179,7 +179,7 @@ public struct FlushService: Service {
         let timestamp = self.time.unixSeconds()
         var lag: Double? = nil
         if previousTimestamp > 0 {
-            lag = Double(timestamp - previousTimestamp) - Double(self.configuration.flushIntervalMilliseconds) / 1000
+            lag = Double(timestamp - previousTimestamp) - self.configuration.flushInterval.inSeconds
         }
         previousTimestamp = timestamp
         let c = self.configuration
@@ -189,15 +189,14 @@ public struct FlushService: Service {
         self.flushState.record(timestampLag: lag)
         let processing = clock.now - start
         let data = FlushData(
-            timestamp: timestamp, snapshot: snapshot, flushIntervalMilliseconds: c.flushIntervalMilliseconds,
-            processingTimeMilliseconds: Int(processing.components.seconds * 1000)
-                + Int(processing.components.attoseconds / 1_000_000_000_000_000),
+            timestamp: timestamp, snapshot: snapshot, flushInterval: c.flushInterval,
+            processingTime: processing,
             timerStatistics: self.statistics, prefixStats: c.prefixStats, percentThreshold: c.percentThreshold,
             isFinal: isFinal)
         let deadline =
             isFinal
-            ? finalDeadline ?? start + .milliseconds(c.shutdownTimeoutMilliseconds)
-            : start + .milliseconds(max(1000, c.flushIntervalMilliseconds))
+            ? finalDeadline ?? start + c.shutdownTimeout
+            : start + max(.seconds(1), c.flushInterval)
         if isFinal {
             self.logger.info("Final flush", metadata: ["flush.keys": "\(data.numStats)"])
         } else {

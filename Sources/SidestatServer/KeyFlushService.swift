@@ -28,7 +28,7 @@ struct KeyFlushService: Service {
         while true {
             do {
                 try await cancelWhenGracefulShutdown {
-                    try await Task.sleep(for: .milliseconds(self.configuration.intervalMilliseconds))
+                    try await Task.sleep(for: self.configuration.interval)
                 }
             } catch {
                 return

@@ -183,7 +183,7 @@ public struct ManagementCommands: Sendable {
         // What statsd writes into its config object as it starts and after its first flush.
         source["gaugesMaxTTL"] = .number(Double(c.gaugesMaxTTL))
         source["deleteIdleStats"] = .bool(c.deleteIdleStats)
-        source["flushInterval"] = .number(Double(c.flushIntervalMilliseconds))
+        source["flushInterval"] = .number(Double(c.flushInterval.inMilliseconds))
         if self.flushState.flushCount > 0 {
             source["deleteCounters"] = .bool(c.deleteCounters)
             source["deleteTimers"] = .bool(c.deleteTimers)

@@ -48,3 +48,15 @@ public struct SystemTime: TimeSource {
 
     public func sleep(for duration: Duration) async throws { try await Task.sleep(for: duration) }
 }
+
+extension Duration {
+    /// Whole milliseconds (statsd's unit for `flushInterval` and friends), rounded down.
+    public var inMilliseconds: Int {
+        Int(self.components.seconds) * 1000 + Int(self.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Seconds, with their fraction.
+    public var inSeconds: Double {
+        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
+    }
+}

@@ -22,8 +22,8 @@ struct GraphiteEncoderTests {
         let statistics = TimerStatisticsConfiguration(
             percentThreshold: [90], histogram: [], calculatedTimerMetrics: nil, flushIntervalSeconds: 10)
         return FlushData(
-            timestamp: 1_700_000_000, snapshot: snapshot, flushIntervalMilliseconds: 10_000,
-            processingTimeMilliseconds: 0, timerStatistics: statistics, prefixStats: "statsd", percentThreshold: [90],
+            timestamp: 1_700_000_000, snapshot: snapshot, flushInterval: .seconds(10),
+            processingTime: .zero, timerStatistics: statistics, prefixStats: "statsd", percentThreshold: [90],
             isFinal: false)
     }
 

@@ -31,7 +31,7 @@ struct UpstreamEncoderTests {
         let statistics = TimerStatisticsConfiguration(
             percentThreshold: [90], histogram: [], calculatedTimerMetrics: nil, flushIntervalSeconds: 10)
         return FlushData(
-            timestamp: timestamp, snapshot: snapshot, flushIntervalMilliseconds: 10_000, processingTimeMilliseconds: 0,
+            timestamp: timestamp, snapshot: snapshot, flushInterval: .seconds(10), processingTime: .zero,
             timerStatistics: statistics, prefixStats: "statsd", percentThreshold: [90], isFinal: false)
     }
 

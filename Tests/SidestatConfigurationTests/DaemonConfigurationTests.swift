@@ -26,10 +26,10 @@ struct DaemonConfigurationTests {
         #expect(c.managementAddress == "127.0.0.1")
         #expect(c.managementPort == 8126)
         #expect(c.backends == ["graphite"])
-        #expect(c.flushIntervalMilliseconds == 10_000)
+        #expect(c.flushInterval == .seconds(10))
         #expect(c.percentThreshold == [90])
         #expect(c.upstream(GraphiteConfiguration.self)?.host == nil)
-        #expect(c.shutdownTimeoutMilliseconds == 10_000)
+        #expect(c.shutdownTimeout == .seconds(10))
     }
 
     @Test("honours an address, servers, numeric strings from the environment and statsd's `|| default`")
@@ -47,7 +47,7 @@ struct DaemonConfigurationTests {
         #expect(c.listeners[1].transport == .tcp)
         #expect(c.listeners[1].port == 8125)  // statsd's `port || 8125`
         #expect(c.listeners[2].address == "::1")
-        #expect(c.flushIntervalMilliseconds == 10_000)
+        #expect(c.flushInterval == .seconds(10))
         #expect(c.percentThreshold == [90])
         #expect(c.managementPort == 8999)
     }

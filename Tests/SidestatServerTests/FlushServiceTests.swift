@@ -131,7 +131,7 @@ struct FlushServiceTests {
         _ body: (ServiceGroup) async throws -> Void
     ) async throws {
         var configuration = DaemonConfiguration()
-        configuration.shutdownTimeoutMilliseconds = shutdownTimeout
+        configuration.shutdownTimeout = .milliseconds(shutdownTimeout)
         let service = FlushService(
             aggregator: self.aggregator, backends: [backend], configuration: configuration, state: self.state,
             flushState: FlushState(), time: time, logger: self.quiet)

@@ -49,7 +49,7 @@ public struct ConsoleBackend: MetricsBackend {
     /// counter_rates, sets (members) and pctThreshold.
     static func inspectValue(_ data: FlushData) -> InspectValue {
         let snapshot = data.snapshot
-        let seconds = Double(data.flushIntervalMilliseconds) / 1000
+        let seconds = data.flushInterval.inSeconds
         var counters: [(String, InspectValue)] = []
         var rates: [(String, InspectValue)] = []
         for counter in snapshot.counters {

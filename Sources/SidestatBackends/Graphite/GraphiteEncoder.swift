@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatSupport
 import SidestatAggregation
 import SidestatConfiguration
 import SidestatProtocol
@@ -185,7 +186,7 @@ public struct GraphiteEncoder {
     /// Encodes entries of the current phase until the chunk is full or the phase ends.
     private mutating func encodeCounters() {
         let snapshot = self.data.snapshot
-                let seconds = Double(self.data.flushIntervalMilliseconds) / 1000
+                let seconds = self.data.flushInterval.inSeconds
         let legacy = self.configuration.legacyNamespace
         let counts = self.configuration.flushCounts
         snapshot.bytes.withUnsafeBytes { keys in
@@ -273,7 +274,7 @@ public struct GraphiteEncoder {
         self.line(self.constant(t), nil, nil, nil, Double(self.data.numStats))
         let calculation = (self.now() - self.startTime).rounded(.down)
         self.line(self.constant(t + 1), nil, nil, nil, max(0, calculation))
-        self.line(self.constant(t + 2), nil, nil, nil, Double(self.data.processingTimeMilliseconds))
+        self.line(self.constant(t + 2), nil, nil, nil, Double(self.data.processingTime.inMilliseconds))
         self.line(self.constant(t + 3), nil, nil, nil, self.previous.lastException)
         self.line(self.constant(t + 4), nil, nil, nil, self.previous.lastFlush)
         self.line(self.constant(t + 5), nil, nil, nil, self.previous.flushTime)

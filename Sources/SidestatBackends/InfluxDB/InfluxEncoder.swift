@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import SidestatSupport
 import SidestatAggregation
 import SidestatConfiguration
 
@@ -36,7 +37,7 @@ public enum InfluxEncoder {
             writer.write(timestamp)
             lines.append(writer.bytes)
         }
-        let seconds = Double(data.flushIntervalMilliseconds) / 1000
+        let seconds = data.flushInterval.inSeconds
         for counter in snapshot.counters {
             line(counter.key, "counter", [("count", counter.value), ("rate", counter.value / seconds)])
         }

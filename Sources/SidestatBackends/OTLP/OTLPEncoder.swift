@@ -10,6 +10,7 @@ import Darwin
 #endif
 import SidestatAggregation
 import SidestatConfiguration
+import SidestatSupport
 
 /// OpenTelemetry's OTLP/HTTP (protobuf) `ExportMetricsServiceRequest`, with delta temporality: counters are sums of
 /// the interval, gauges and set sizes are gauges, and timers are exponential histograms, so that percentiles from
@@ -23,7 +24,7 @@ public enum OTLPEncoder {
     public static func requests(_ data: FlushData, configuration: OTLPConfiguration, instance: String) -> [HTTPRequest] {
         let snapshot = data.snapshot
         let end = UInt64(data.timestamp) * 1_000_000_000
-        let start = end - UInt64(data.flushIntervalMilliseconds) * 1_000_000
+        let start = end - UInt64(data.flushInterval.inMilliseconds) * 1_000_000
         var metrics: [[UInt8]] = []
         for counter in snapshot.counters where counter.value.isFinite {
             let name = MetricName(snapshot.string(counter.key))

@@ -49,7 +49,7 @@ public struct RepeaterConfiguration: BackendSection, Hashable {
     public func makeBackend(_ context: BackendContext) -> any MetricsBackend {
         Repeater(
             targets: self.targets, tcp: self.tcp,
-            shutdownTimeout: .milliseconds(context.configuration.shutdownTimeoutMilliseconds), logger: context.logger)
+            shutdownTimeout: context.configuration.shutdownTimeout, logger: context.logger)
     }
 }
 
