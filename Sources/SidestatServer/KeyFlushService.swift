@@ -7,7 +7,6 @@ import SidestatSupport
 import Logging
 import ServiceLifecycle
 import SidestatAggregation
-import SidestatBackends
 import SidestatConfiguration
 
 #if canImport(Glibc)
@@ -34,7 +33,7 @@ struct KeyFlushService: Service {
                 return
             }
             let counts = self.aggregator.takeKeyCounts().sorted { $0.count > $1.count }
-            let date = ConsoleBackend.dateString(unixSeconds: WallClock.unixSeconds())
+            let date = WallClock.nodeDateString(unixSeconds: WallClock.unixSeconds())
             let limit = Double(counts.count) * (self.configuration.percent / 100)
             var text = ""
             var index = 0

@@ -5,7 +5,6 @@
 
 import SidestatSupport
 import Logging
-import SidestatBackends
 
 #if canImport(Glibc)
 import Glibc

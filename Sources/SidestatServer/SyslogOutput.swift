@@ -4,7 +4,6 @@
 //===----------------------------------------------------------------------===//
 
 import SidestatSupport
-import SidestatBackends
 
 #if canImport(Glibc)
 import Glibc

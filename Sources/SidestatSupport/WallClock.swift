@@ -21,6 +21,24 @@ public enum WallClock {
     public static func unixSeconds() -> Int {
         Int((Double(unixMilliseconds()) / 1000).rounded(.toNearestOrAwayFromZero))
     }
+
+    /// JavaScript's `Date.prototype.toString()`: `Thu Nov 26 2026 08:43:22 GMT+0000 (Coordinated Universal Time)`.
+    public static func nodeDateString(unixSeconds: Int) -> String {
+        var time = time_t(unixSeconds)
+        var parts = tm()
+        localtime_r(&time, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let offset = parts.tm_gmtoff / 60
+        let sign = offset < 0 ? "-" : "+"
+        let hours = abs(offset) / 60
+        let minutes = abs(offset) % 60
+        let zoneName = parts.tm_zone.map { String(cString: $0) } ?? "UTC"
+        let longName = (zoneName == "UTC" || zoneName == "GMT") ? "Coordinated Universal Time" : zoneName
+        return "\(days[Int(parts.tm_wday)]) \(months[Int(parts.tm_mon)]) \(two(parts.tm_mday)) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT\(sign)\(two(Int32(hours)))\(two(Int32(minutes))) (\(longName))"
+    }
 }
 
 /// The time the flusher reads and waits on: the wall clock in the daemon (`SystemTime`), a clock the test moves in

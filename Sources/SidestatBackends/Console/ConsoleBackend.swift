@@ -40,7 +40,7 @@ public struct ConsoleBackend: MetricsBackend {
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
         let text =
             // console.log('Flushing stats at ', date): two arguments, joined by a space.
-            "Flushing stats at  \(Self.dateString(unixSeconds: data.timestamp))\n"
+            "Flushing stats at  \(WallClock.nodeDateString(unixSeconds: data.timestamp))\n"
             + NodeInspect.format(Self.inspectValue(data), depth: self.prettyPrint ? 5 : 2) + "\n"
         self.output.write(text)
     }
@@ -99,23 +99,5 @@ public struct ConsoleBackend: MetricsBackend {
             ("sets", .object(sets)),
             ("pctThreshold", .array(data.percentThreshold.map { .number($0) })),
         ])
-    }
-
-    /// JavaScript's `Date.prototype.toString()`: `Thu Nov 26 2026 08:43:22 GMT+0000 (Coordinated Universal Time)`.
-    public static func dateString(unixSeconds: Int) -> String {
-        var time = time_t(unixSeconds)
-        var parts = tm()
-        localtime_r(&time, &parts)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let offset = parts.tm_gmtoff / 60
-        let sign = offset < 0 ? "-" : "+"
-        let hours = abs(offset) / 60
-        let minutes = abs(offset) % 60
-        let zoneName = parts.tm_zone.map { String(cString: $0) } ?? "UTC"
-        let longName = (zoneName == "UTC" || zoneName == "GMT") ? "Coordinated Universal Time" : zoneName
-        return "\(days[Int(parts.tm_wday)]) \(months[Int(parts.tm_mon)]) \(two(parts.tm_mday)) \(parts.tm_year + 1900) "
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT\(sign)\(two(Int32(hours)))\(two(Int32(minutes))) (\(longName))"
     }
 }
