@@ -238,22 +238,9 @@ public enum JSNumber {
         var fractionDigits = 0
         var sawDigit = false
         var inexact = false
-        while index < count, b[index] &- UInt8(ascii: "0") < 10 {
-            sawDigit = true
-            let digit = UInt64(b[index] &- UInt8(ascii: "0"))
-            if significantDigits < 19 {
-                if mantissa != 0 || digit != 0 {
-                    mantissa = mantissa &* 10 &+ digit
-                    significantDigits += 1
-                }
-            } else {
-                droppedDigits += 1
-                if digit != 0 { inexact = true }
-            }
-            index += 1
-        }
-        if index < count, b[index] == UInt8(ascii: ".") {
-            index += 1
+        /// A run of digits into the mantissa: 19 significant ones at most (leading zeros do not count); past them an
+        /// integer digit still scales the value (`droppedDigits`) and a fraction digit only makes it inexact.
+        @inline(__always) func readDigits(fraction: Bool) {
             while index < count, b[index] &- UInt8(ascii: "0") < 10 {
                 sawDigit = true
                 let digit = UInt64(b[index] &- UInt8(ascii: "0"))
@@ -262,12 +249,18 @@ public enum JSNumber {
                         mantissa = mantissa &* 10 &+ digit
                         significantDigits += 1
                     }
-                    fractionDigits += 1
-                } else if digit != 0 {
-                    inexact = true
+                    if fraction { fractionDigits += 1 }
+                } else {
+                    if !fraction { droppedDigits += 1 }
+                    if digit != 0 { inexact = true }
                 }
                 index += 1
             }
+        }
+        readDigits(fraction: false)
+        if index < count, b[index] == UInt8(ascii: ".") {
+            index += 1
+            readDigits(fraction: true)
         }
         guard sawDigit else { return nil }
         var exponent = 0
