@@ -196,7 +196,9 @@ public final class StatsdLineParser: @unchecked Sendable {
                 }
                 var sampleRate = 1.0
                 end = typeEnd
-                if typeEnd < n, p[typeEnd] == UInt8(ascii: "|") {
+                if typeEnd < n, p[typeEnd] == UInt8(ascii: "|"), Self.isDogStatsDExtension(line, at: typeEnd) {
+                    end = n  // `|T...`, `|c:...`, `|e:...` end the line's values
+                } else if typeEnd < n, p[typeEnd] == UInt8(ascii: "|") {
                     var rateEnd = typeEnd &+ 1
                     while rateEnd < n, p[rateEnd] != UInt8(ascii: ":"), p[rateEnd] != UInt8(ascii: "|") { rateEnd &+= 1 }
                     guard rateEnd == n || p[rateEnd] == UInt8(ascii: ":"),
@@ -217,11 +219,15 @@ public final class StatsdLineParser: @unchecked Sendable {
                 start = end &+ 1
                 continue
             }
-            // Anything else in this value: the general value parser, on the same bytes.
-            end = ByteScan.firstIndex(of: UInt8(ascii: ":"), base: UnsafeRawPointer(p), from: start, to: n)
+            // Anything else in this value: the general value parser, on the same bytes (up to DogStatsD's trailing
+            // fields, if any).
+            let bar = ByteScan.firstIndex(of: UInt8(ascii: "|"), base: UnsafeRawPointer(p), from: start, to: n)
+            let bodyEnd = bar < n ? Self.dogStatsDExtensionStart(line, from: bar, to: n) : n
+            end = ByteScan.firstIndex(of: UInt8(ascii: ":"), base: UnsafeRawPointer(p), from: start, to: bodyEnd)
             self.parseValue(
-                UnsafeRawBufferPointer(start: p + start, count: end &- start), key: key, line: line, into: &sink)
-            if end >= n { return true }
+                UnsafeRawBufferPointer(start: p + start, count: end &- start), bar: min(bar, end) &- start, key: key,
+                line: line, into: &sink)
+            if end >= bodyEnd { return true }
             start = end &+ 1
         }
     }
@@ -237,6 +243,7 @@ public final class StatsdLineParser: @unchecked Sendable {
         // DogStatsD events (`_e{...}`) and service checks (`_sc|...`) carry no metric.
         if Self.isDogStatsDEventOrCheck(line) {
             sink.lineSeen(rawLine, key: UnsafeRawBufferPointer(start: nil, count: 0))
+            if !Self.isWellFormedEventOrCheck(line) { sink.badValue(line: rawLine, fields: line) }
             return
         }
         // `body|#tags`: the tags end at the next `|` (DogStatsD's container and timestamp fields follow them).
@@ -255,6 +262,7 @@ public final class StatsdLineParser: @unchecked Sendable {
             index += 1
         }
         let colon = ByteScan.firstIndex(of: UInt8(ascii: ":"), in: line, from: 0, to: bodyEnd)
+        bodyEnd = Self.dogStatsDExtensionStart(line, from: colon, to: bodyEnd)
         let rawKey = UnsafeRawBufferPointer(rebasing: line[0..<colon])
         let key = self.buildKey(rawKey, tags: tags.map { UnsafeRawBufferPointer(rebasing: line[$0]) })
         sink.lineSeen(rawLine, key: key)
@@ -272,6 +280,36 @@ public final class StatsdLineParser: @unchecked Sendable {
         }
     }
 
+    /// Where DogStatsD's trailing fields begin in `line[from..<to]` (`to` when there are none; `from` is the `:` before
+    /// a value or the `|` before its type): `|T<unix seconds>`,
+    /// `|c:<container id>` and `|e:<external data>`, accepted and not used. Each comes after a value's type, never as
+    /// one: in `a:1|c:2|c` (statsd's two values in a line) `c:` is a type and the next value.
+    @inlinable @inline(__always)
+    static func dogStatsDExtensionStart(_ line: UnsafeRawBufferPointer, from: Int, to end: Int) -> Int {
+        var index = from
+        var afterValue = true  // the last delimiter seen was ':' (so the next field is a type)
+        while index + 2 < end {
+            let byte = line[index]
+            if byte == UInt8(ascii: ":") {
+                afterValue = true
+            } else if byte == UInt8(ascii: "|") {
+                if !afterValue, Self.isDogStatsDExtension(line, at: index) { return index }
+                afterValue = false
+            }
+            index += 1
+        }
+        return end
+    }
+
+    /// Whether the field after the `|` at `index` is `T<digit>...`, `c:...` or `e:...`.
+    @inlinable @inline(__always)
+    static func isDogStatsDExtension(_ line: UnsafeRawBufferPointer, at index: Int) -> Bool {
+        guard index + 2 < line.count else { return false }
+        let next = line[index + 1]
+        if next == UInt8(ascii: "T") { return line[index + 2] &- UInt8(ascii: "0") < 10 }
+        return (next == UInt8(ascii: "c") || next == UInt8(ascii: "e")) && line[index + 2] == UInt8(ascii: ":")
+    }
+
     /// `1`: the value statsd assumes for a line without one.
     @usableFromInline
     var implicitValue: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: self.constants[0..<1]) }
@@ -287,13 +325,43 @@ public final class StatsdLineParser: @unchecked Sendable {
         return line[1] == UInt8(ascii: "s") && line[2] == UInt8(ascii: "c") && line[3] == UInt8(ascii: "|")
     }
 
+    /// An event, `_e{TITLE_LENGTH,TEXT_LENGTH}:TITLE|TEXT[|field...]`, with room for both (lengths in bytes, or in
+    /// characters as some clients count them: at least that many bytes), or a service check, `_sc|NAME|STATUS[|...]`
+    /// with a name and a status from 0 to 3.
+    @usableFromInline
+    static func isWellFormedEventOrCheck(_ line: UnsafeRawBufferPointer) -> Bool {
+        if line[1] == UInt8(ascii: "s") {
+            let nameEnd = ByteScan.firstIndex(of: UInt8(ascii: "|"), in: line, from: 4, to: line.count)
+            guard nameEnd > 4, nameEnd + 1 < line.count else { return false }
+            let statusEnd = ByteScan.firstIndex(of: UInt8(ascii: "|"), in: line, from: nameEnd + 1, to: line.count)
+            return statusEnd == nameEnd + 2 && line[nameEnd + 1] &- UInt8(ascii: "0") <= 3
+        }
+        var index = 3
+        func number(until terminator: UInt8) -> Int? {
+            var value = 0
+            let start = index
+            while index < line.count, line[index] &- UInt8(ascii: "0") < 10, value < 1 << 20 {
+                value = value * 10 + Int(line[index] &- UInt8(ascii: "0"))
+                index += 1
+            }
+            guard index > start, index < line.count, line[index] == terminator else { return nil }
+            index += 1
+            return value
+        }
+        guard let titleLength = number(until: UInt8(ascii: ",")), let textLength = number(until: UInt8(ascii: "}")),
+            index < line.count, line[index] == UInt8(ascii: ":"), titleLength > 0
+        else { return false }
+        return line.count - index - 1 >= titleLength + 1 + textLength
+    }
+
     /// One `value|type[|@rate]...` group.
     @inlinable @inline(__always)
     func parseValue<Sink: StatsdSampleSink>(
-        _ fields: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, line: UnsafeRawBufferPointer,
-        into sink: inout Sink
+        _ fields: UnsafeRawBufferPointer, bar knownBar: Int? = nil, key: UnsafeRawBufferPointer,
+        line: UnsafeRawBufferPointer, into sink: inout Sink
     ) {
-        let bar = ByteScan.firstIndex(of: UInt8(ascii: "|"), in: fields, from: 0, to: fields.count)
+        // `knownBar`: where the caller already found the first `|` (fields.count for none).
+        let bar = knownBar ?? ByteScan.firstIndex(of: UInt8(ascii: "|"), in: fields, from: 0, to: fields.count)
         guard bar < fields.count else {
             sink.badValue(line: line, fields: fields)
             return
@@ -348,6 +416,8 @@ public final class StatsdLineParser: @unchecked Sendable {
         case 1:
             if type[0] == UInt8(ascii: "g") { return .gauge }
             if type[0] == UInt8(ascii: "s") { return .set }
+            // DogStatsD's distribution: samples, aggregated as a timer's (statsd counts it; `h` stays a counter).
+            if type[0] == UInt8(ascii: "d") { return .timer }
             return .counter
         case 2:
             return type[0] == UInt8(ascii: "m") && type[1] == UInt8(ascii: "s") ? .timer : .counter

@@ -57,6 +57,16 @@ struct StatsdLineParserTests {
             ("h:3|h", ["c h 3 @1"]),
             ("x:3|", ["c x 3 @1"]),
             ("a:1|c:2|ms", ["c a 1 @1", "ms a 2 @1"]),
+            ("a:1|c:2|c", ["c a 1 @1", "c a 2 @1"]),  // `c:` as a type and the next value, not a container id
+            // DogStatsD: a distribution is a timer's samples; timestamps, container ids and external data are read
+            // past, wherever the tags are.
+            ("d:5|d", ["ms d 5 @1"]),
+            ("d:5|d|@0.5|#env:prod", ["ms d;env=prod 5 @0.5"]),
+            ("x:1|c|T1700000000", ["c x 1 @1"]),
+            ("x:1|c|c:abc", ["c x 1 @1"]),
+            ("x:1|c|e:it-1:2", ["c x 1 @1"]),
+            ("x:2|c|@0.5|#a:b|T1700000000|c:abc|e:it-123", ["c x;a=b 2 @0.5"]),
+            ("x:2|g|T1700000000|#a:b", ["g x;a=b 2"]),
             ("a:1|c\r", ["c a 1 @1"]),
             ("d:x|s\r", ["s d x"]),  // DEVIATIONS #6
             ("a b/c:1|c", ["c a_b-c 1 @1"]),
@@ -110,10 +120,21 @@ struct StatsdLineParserTests {
 
     @Test("ignores DogStatsD events and service checks without counting them bad")
     func dogStatsDEvents() {
-        let sink = RecordingSink.parse("_e{5,4}:title|text|#a:b\n_sc|check|0\na:1|c")
+        let sink = RecordingSink.parse(
+            "_e{5,4}:title|text|#a:b\n_sc|check|0\na:1|c\n_e{5,0}:title||d:1700000000|p:low\n_sc|db.up|3|d:1|h:web|#a:b|m:ok")
         #expect(sink.events == ["c a 1 @1"])
         #expect(sink.bad == 0)
-        #expect(sink.lines == 3)
+        #expect(sink.lines == 5)
+    }
+
+    @Test(
+        "a malformed DogStatsD event or service check is a bad line",
+        arguments: ["_e{x,4}:title|text", "_e{5,4}title|text", "_e{5,4}:tit", "_e{0,4}:|text", "_sc|check", "_sc||0",
+                    "_sc|check|7", "_sc|check|01"])
+    func malformedEvents(line: String) {
+        let sink = RecordingSink.parse(line + "\nok:1|c")
+        #expect(sink.bad == 1)
+        #expect(sink.events == ["c ok 1 @1"])
     }
 
     @Test("arbitrary bytes never crash the parser, and good lines around them still count")

@@ -120,5 +120,30 @@ extension EndToEnd {
             #expect(lines.value("stats_counts.dd.plain") == "1")
             #expect(lines.value("stats_counts.statsd.bad_lines_seen") == "0")
         }
+
+        @Test("PyPI datadog: distributions as timers; container ids, timestamps, events and service checks are read past")
+        func datadogDialect() throws {
+            let lines = try self.run(
+                package: "datadog",
+                script: """
+                    import time
+                    from datadog.dogstatsd import DogStatsd
+                    d = DogStatsd(host='127.0.0.1', port=PORT, disable_telemetry=True, container_id='abc123')
+                    d.distribution('dd.dist', 5, tags=['env:prod'])
+                    d.distribution('dd.dist', 15, tags=['env:prod'])
+                    d.gauge_with_timestamp('dd.ts', 7, timestamp=int(time.time()))
+                    d.count_with_timestamp('dd.cts', 3, timestamp=int(time.time()))
+                    d.increment('dd.hits', tags=['env:prod'])
+                    d.event('Deploy', 'v1.2.3', tags=['env:prod'])
+                    d.service_check('dd.check', 0, message='ok')
+                    d.flush()
+                    """)
+            #expect(lines.value("stats.timers.dd.dist.mean;env=prod") == "10")
+            #expect(lines.value("stats.timers.dd.dist.count;env=prod") == "2")
+            #expect(lines.value("stats.gauges.dd.ts") == "7")
+            #expect(lines.value("stats_counts.dd.cts") == "3")
+            #expect(lines.value("stats_counts.dd.hits;env=prod") == "1")
+            #expect(lines.value("stats_counts.statsd.bad_lines_seen") == "0")
+        }
     }
 }
