@@ -139,11 +139,16 @@ extension DaemonConfiguration {
             l.ipv6 = reader.bool(value["address_ipv6"], key: prefix + "address_ipv6") ?? false
             if l.ipv6 { l.address = "::1" }
             if let address = reader.string(value["address"], key: prefix + "address") { l.address = address }
+            // An address in the file means exactly that address.
+            l.alsoOnIPv6Loopback = l.address == "127.0.0.1" && !l.ipv6 && value["address"].isNullish
             if let port = reader.integer(value["port"], key: prefix + "port", in: 0...65_535, falsyDefault: 8125) {
                 l.port = port
             }
             l.unixSocket = reader.string(value["socket"], key: prefix + "socket")
-            if l.unixSocket != nil { l.transport = .tcp }
+            if l.unixSocket != nil {
+                l.transport = .tcp
+                l.alsoOnIPv6Loopback = false
+            }
             if case .undefined = value["socket_mod"] {
             } else if let mode = reader.integer(value["socket_mod"], key: prefix + "socket_mod", in: 0...0o7777) {
                 l.unixSocketMode = mode

@@ -22,6 +22,9 @@ public struct ListenerConfiguration: Sendable, Hashable {
     public var port = 8125
     /// statsd's `address_ipv6`: a UDP6 socket (default address `::1`).
     public var ipv6 = false
+    /// With no address in the file: the same port on `::1` too, so that a client whose `localhost` is `::1` loses
+    /// nothing (where the host has no IPv6 loopback, a warning and 127.0.0.1 alone).
+    public var alsoOnIPv6Loopback = true
     /// statsd's `socket`: a TCP listener on this Unix domain socket path instead of a port.
     public var unixSocket: String? = nil
     /// statsd's `socket_mod`: the permission bits set on the socket file.

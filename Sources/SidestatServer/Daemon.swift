@@ -33,7 +33,9 @@ public final class Daemon: Sendable {
         configuration: DaemonConfiguration, output: any TextOutput = StandardOutput.shared, logger: Logger
     ) async throws -> Daemon {
         let state = DaemonState(healthUp: configuration.healthStatusUp)
-        let udpCount = configuration.listeners.filter { $0.transport == .udp }.count * configuration.udpReaders
+        let udpCount =
+            configuration.listeners.filter { $0.transport == .udp }.reduce(0) { $0 + ($1.alsoOnIPv6Loopback ? 2 : 1) }
+            * configuration.udpReaders
         let hasStream = configuration.listeners.contains { $0.transport == .tcp }
         let aggregator = Aggregator(
             shardCount: udpCount + (hasStream ? 1 : 0), sanitizeKeys: configuration.keyNameSanitize,
@@ -55,23 +57,40 @@ public final class Daemon: Sendable {
         var udpListeners: [UDPListener] = []
         var streamListeners: [StreamListener] = []
         var nextShard = 0
-        for listener in configuration.listeners {
-            switch listener.transport {
-            case .udp:
-                let udp = try UDPListener(
-                    configuration: listener, receiveBufferBytes: configuration.udpReceiveBufferBytes,
-                    readers: configuration.udpReaders, firstShard: nextShard, aggregator: aggregator, state: state,
-                    dumpMessages: configuration.dumpMessages, forwarders: forwarders, logger: logger)
-                nextShard += configuration.udpReaders
-                udpListeners.append(udp)
-                state.addBoundAddress("udp=\(udp.localAddress):\(udp.port)")
-            case .tcp:
-                let stream = try await StreamListener.bind(
-                    configuration: listener, shard: udpCount, aggregator: aggregator, state: state,
-                    dumpMessages: configuration.dumpMessages, forwarders: forwarders,
-                    idleTimeout: configuration.tcpIdleTimeout, logger: logger)
-                streamListeners.append(stream)
-                state.addBoundAddress(stream.unixSocket.map { "unix=\($0)" } ?? "tcp=\(listener.address):\(stream.port)")
+        for configured in configuration.listeners {
+            // The listener as configured, then (on the default address) its twin on ::1 at the port it got.
+            var listener = configured
+            var twin = false
+            while true {
+                do {
+                    switch listener.transport {
+                    case .udp:
+                        let udp = try UDPListener(
+                            configuration: listener, receiveBufferBytes: configuration.udpReceiveBufferBytes,
+                            readers: configuration.udpReaders, firstShard: nextShard, aggregator: aggregator,
+                            state: state, dumpMessages: configuration.dumpMessages, forwarders: forwarders,
+                            logger: logger)
+                        nextShard += configuration.udpReaders
+                        udpListeners.append(udp)
+                        listener.port = udp.port
+                        state.addBoundAddress("\(twin ? "udp6" : "udp")=\(udp.localAddress):\(udp.port)")
+                    case .tcp:
+                        let stream = try await StreamListener.bind(
+                            configuration: listener, shard: udpCount, aggregator: aggregator, state: state,
+                            dumpMessages: configuration.dumpMessages, forwarders: forwarders,
+                            idleTimeout: configuration.tcpIdleTimeout, logger: logger)
+                        streamListeners.append(stream)
+                        listener.port = stream.port
+                        let address = twin ? "tcp6=[::1]" : "tcp=\(listener.address)"
+                        state.addBoundAddress(stream.unixSocket.map { "unix=\($0)" } ?? "\(address):\(stream.port)")
+                    }
+                } catch let error as ListenError where twin {
+                    logger.warning("Not listening on the IPv6 loopback; 127.0.0.1 only", metadata: ["error": "\(error)"])
+                }
+                guard configured.alsoOnIPv6Loopback, !twin else { break }
+                twin = true
+                listener.address = "::1"
+                listener.ipv6 = true
             }
         }
         let flushState = FlushState()

@@ -121,6 +121,58 @@ extension EndToEnd {
             #expect(lines.value("stats_counts.statsd.bad_lines_seen") == "0")
         }
 
+        @Test("both loopbacks by default: PyPI statsd over ::1 and over 127.0.0.1 add up; an address in the file means only it")
+        func bothLoopbacks() throws {
+            let python = TestPaths.venvPython("statsd")
+            guard FileManager.default.isExecutableFile(atPath: python) else {
+                throw TestFailure("\(python) is missing: run scripts/test, which installs the PyPI clients")
+            }
+            let sink = try LineSink()
+            let daemon = try SidestatProcess(config: testConfig(graphitePort: sink.port, flushInterval: 60_000))
+            #expect(daemon.output.contains("udp6=[::1]:\(daemon.udpPort)"), "\(daemon.output)")
+            let script = """
+                import statsd
+                statsd.StatsClient('::1', \(daemon.udpPort), ipv6=True).incr('lo.hits', 2)
+                statsd.StatsClient('127.0.0.1', \(daemon.udpPort)).incr('lo.hits', 3)
+                """
+            let process = try Process.run(URL(fileURLWithPath: python), arguments: ["-c", script])
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            #expect(daemon.terminate() == 0)
+            #expect(sink.lines.value("stats_counts.lo.hits") == "5")
+
+            let explicit = try SidestatProcess(
+                config: testConfig(graphitePort: nil, flushInterval: 60_000, extra: "address: '127.0.0.1'"))
+            #expect(!explicit.output.contains("udp6="), "\(explicit.output)")
+            #expect(explicit.terminate() == 0)
+        }
+
+        @Test("no IPv6 loopback to be had (the port taken there): a warning, and 127.0.0.1 still receives")
+        func ipv6LoopbackTaken() throws {
+            let port = freePort()
+            // Hold the port on ::1, as a host without an IPv6 loopback would refuse it.
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+            var result: UnsafeMutablePointer<addrinfo>? = nil
+            #expect(getaddrinfo("::1", String(port), &hints, &result) == 0)
+            let info = try #require(result)
+            defer { freeaddrinfo(result) }
+            let holder = socket(info.pointee.ai_family, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { close(holder) }
+            #expect(bind(holder, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0)
+            let sink = try LineSink()
+            let config = """
+                { port: \(port), mgmt_port: \(freePort()), flushInterval: 60000, graphiteHost: '127.0.0.1',
+                  graphitePort: \(sink.port) }
+                """
+            let daemon = try SidestatProcess(config: config)
+            #expect(daemon.udpPort == port)
+            #expect(daemon.output.contains("Not listening on the IPv6 loopback; 127.0.0.1 only"), "\(daemon.output)")
+            Send.udp(["v4.hits:4|c"], port: port)
+            #expect(daemon.terminate() == 0)
+            #expect(sink.lines.value("stats_counts.v4.hits") == "4")
+        }
+
         @Test("PyPI datadog: distributions as timers; container ids, timestamps, events and service checks are read past")
         func datadogDialect() throws {
             let lines = try self.run(
