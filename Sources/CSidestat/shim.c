@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <sys/uio.h>
 #include <sys/mman.h>
@@ -191,6 +193,39 @@ int sidestat_local_port(int fd) {
     if (address.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
     if (address.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&address)->sin_port);
     return -1;
+}
+
+int sidestat_bind_unix_datagram(const char *path, int mode) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address.sun_path) return -ENAMETOOLONG;
+    strcpy(address.sun_path, path);
+    struct stat status;
+    if (lstat(path, &status) == 0) {
+        // A socket file left by an earlier run is replaced; one a live process reads is not, nor any other file.
+        if (!S_ISSOCK(status.st_mode)) return -EEXIST;
+        int probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (probe < 0) return -errno;
+        int live = connect(probe, (struct sockaddr *)&address, sizeof address) == 0;
+        close(probe);
+        if (live) return -EADDRINUSE;
+        if (unlink(path) != 0) return -errno;
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        int code = errno;
+        close(fd);
+        return -code;
+    }
+    if (mode >= 0 && chmod(path, (mode_t)mode) != 0) {
+        int code = errno;
+        close(fd);
+        unlink(path);
+        return -code;
+    }
+    return fd;
 }
 
 int sidestat_unacknowledged_bytes(int fd) {

@@ -31,7 +31,8 @@ extension DaemonConfiguration {
         func add(_ key: String, _ value: String) { description.add(key, value) }
         func quote(_ s: String) -> String { JSONText.quoted(s) }
         let servers = self.listeners.map { l -> String in
-            var parts = ["server: \(quote(l.transport == .udp ? "./servers/udp" : "./servers/tcp"))"]
+            let server = ["udp": "./servers/udp", "tcp": "./servers/tcp", "unixDatagram": "./servers/unixgram"]
+            var parts = ["server: \(quote(server[l.transport.rawValue] ?? ""))"]
             if let socket = l.unixSocket {
                 parts.append("socket: \(quote(socket))")
                 if let mode = l.unixSocketMode { parts.append("socket_mod: 0o\(String(mode, radix: 8))") }

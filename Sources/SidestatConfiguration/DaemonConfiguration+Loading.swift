@@ -132,8 +132,11 @@ extension DaemonConfiguration {
                 switch server {
                 case "./servers/udp", "udp", "./servers/udp.js": l.transport = .udp
                 case "./servers/tcp", "tcp", "./servers/tcp.js": l.transport = .tcp
+                case "./servers/unixgram", "unixgram": l.transport = .unixDatagram
                 default:
-                    reader.problem(prefix + "server", "must be \"./servers/udp\" or \"./servers/tcp\", got \"\(server)\"")
+                    reader.problem(
+                        prefix + "server",
+                        "must be \"./servers/udp\", \"./servers/tcp\" or \"./servers/unixgram\", got \"\(server)\"")
                 }
             }
             l.ipv6 = reader.bool(value["address_ipv6"], key: prefix + "address_ipv6") ?? false
@@ -146,8 +149,11 @@ extension DaemonConfiguration {
             }
             l.unixSocket = reader.string(value["socket"], key: prefix + "socket")
             if l.unixSocket != nil {
-                l.transport = .tcp
+                // statsd's `socket` is a TCP server's Unix stream socket; `./servers/unixgram` makes it a datagram one.
+                if l.transport != .unixDatagram { l.transport = .tcp }
                 l.alsoOnIPv6Loopback = false
+            } else if l.transport == .unixDatagram {
+                reader.problem(prefix + "socket", "is required by ./servers/unixgram (the socket file's path)")
             }
             if case .undefined = value["socket_mod"] {
             } else if let mode = reader.integer(value["socket_mod"], key: prefix + "socket_mod", in: 0...0o7777) {

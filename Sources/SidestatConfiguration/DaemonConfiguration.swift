@@ -14,6 +14,8 @@ public struct ListenerConfiguration: Sendable, Hashable {
     public enum Transport: String, Sendable, Hashable {
         case udp
         case tcp
+        /// DogStatsD's Unix datagram socket (`server: "./servers/unixgram"` with `socket`).
+        case unixDatagram
     }
 
     public var transport: Transport = .udp

@@ -33,9 +33,14 @@ public final class Daemon: Sendable {
         configuration: DaemonConfiguration, output: any TextOutput = StandardOutput.shared, logger: Logger
     ) async throws -> Daemon {
         let state = DaemonState(healthUp: configuration.healthStatusUp)
-        let udpCount =
-            configuration.listeners.filter { $0.transport == .udp }.reduce(0) { $0 + ($1.alsoOnIPv6Loopback ? 2 : 1) }
-            * configuration.udpReaders
+        // One shard per UDP reader (a listener on both loopbacks has twice as many), one per Unix datagram socket.
+        let udpCount = configuration.listeners.reduce(0) { count, listener in
+            switch listener.transport {
+            case .udp: count + (listener.alsoOnIPv6Loopback ? 2 : 1) * configuration.udpReaders
+            case .unixDatagram: count + 1
+            case .tcp: count
+            }
+        }
         let hasStream = configuration.listeners.contains { $0.transport == .tcp }
         let aggregator = Aggregator(
             shardCount: udpCount + (hasStream ? 1 : 0), sanitizeKeys: configuration.keyNameSanitize,
@@ -64,16 +69,19 @@ public final class Daemon: Sendable {
             while true {
                 do {
                     switch listener.transport {
-                    case .udp:
+                    case .udp, .unixDatagram:
+                        let readers = listener.transport == .udp ? configuration.udpReaders : 1
                         let udp = try UDPListener(
                             configuration: listener, receiveBufferBytes: configuration.udpReceiveBufferBytes,
-                            readers: configuration.udpReaders, firstShard: nextShard, aggregator: aggregator,
+                            readers: readers, firstShard: nextShard, aggregator: aggregator,
                             state: state, dumpMessages: configuration.dumpMessages, forwarders: forwarders,
                             logger: logger)
-                        nextShard += configuration.udpReaders
+                        nextShard += readers
                         udpListeners.append(udp)
                         listener.port = udp.port
-                        state.addBoundAddress("\(twin ? "udp6" : "udp")=\(udp.localAddress):\(udp.port)")
+                        state.addBoundAddress(
+                            udp.unixSocket.map { "unixgram=\($0)" }
+                                ?? "\(twin ? "udp6" : "udp")=\(udp.localAddress):\(udp.port)")
                     case .tcp:
                         let stream = try await StreamListener.bind(
                             configuration: listener, shard: udpCount, aggregator: aggregator, state: state,

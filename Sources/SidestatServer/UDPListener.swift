@@ -27,6 +27,8 @@ import Darwin
 public final class UDPListener: Service, Sendable {
     public let localAddress: String
     public let port: Int
+    /// The socket file of a Unix datagram listener (removed when it stops).
+    public let unixSocket: String?
     let sockets: [Int32]
     let firstShard: Int
     let aggregator: Aggregator
@@ -59,6 +61,20 @@ public final class UDPListener: Service, Sendable {
         self.state = state
         self.dumpMessages = dumpMessages
         self.logger = logger
+        if configuration.transport == .unixDatagram, let path = configuration.unixSocket {
+            // DogStatsD's Unix datagram socket: one reader, the same batch loop.
+            let fd = sidestat_bind_unix_datagram(path, Int32(configuration.unixSocketMode ?? -1))
+            guard fd >= 0 else {
+                throw ListenError(description: "cannot listen on the Unix datagram socket \(path): \(ListenError.reason(-fd))")
+            }
+            Self.configure(fd, receiveBufferBytes: receiveBufferBytes)
+            self.sockets = [fd]
+            self.port = 0
+            self.localAddress = path
+            self.unixSocket = path
+            return
+        }
+        self.unixSocket = nil
         var sockets: [Int32] = []
         var port = configuration.port
         var family: Int32 = AF_INET
@@ -100,11 +116,7 @@ public final class UDPListener: Service, Sendable {
             // Never SO_REUSEADDR: on Linux it lets another process share the UDP port silently.
             setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
         }
-        var requested = Int32(clamping: receiveBufferBytes)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &requested, socklen_t(MemoryLayout<Int32>.size))
-        // Wake up regularly to notice shutdown.
-        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        Self.configure(fd, receiveBufferBytes: receiveBufferBytes)
         guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
             let code = errno
             close(fd)
@@ -130,6 +142,14 @@ public final class UDPListener: Service, Sendable {
         return (fd, boundPort, info.pointee.ai_family)
     }
 
+    /// The receive buffer, and a receive timeout so that a reader notices shutdown.
+    static func configure(_ fd: Int32, receiveBufferBytes: Int) {
+        var requested = Int32(clamping: receiveBufferBytes)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &requested, socklen_t(MemoryLayout<Int32>.size))
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     public func run() async throws {
         let threads = self.sockets.enumerated().map { index, fd in
             ReaderThread(name: "sidestat-udp\(index)") { [self] in
@@ -142,6 +162,7 @@ public final class UDPListener: Service, Sendable {
         self.stopping.store(true, ordering: .releasing)
         for thread in threads { await thread.finished() }
         for fd in self.sockets { close(fd) }
+        if let path = self.unixSocket { unlink(path) }
     }
 
     /// The reader loop: one `recvmmsg` per batch, one lock acquisition per batch.

@@ -173,6 +173,64 @@ extension EndToEnd {
             #expect(sink.lines.value("stats_counts.v4.hits") == "4")
         }
 
+        @Test("PyPI datadog over a Unix datagram socket: its mode set, a stale socket file replaced, removed on exit")
+        func datadogUnixDatagram() throws {
+            let python = TestPaths.venvPython("datadog")
+            guard FileManager.default.isExecutableFile(atPath: python) else {
+                throw TestFailure("\(python) is missing: run scripts/test, which installs the PyPI clients")
+            }
+            let path = TestPaths.temporaryDirectory().appendingPathComponent("dsd.socket").path
+            // A socket file left behind by a process that is gone.
+            let stale = try Process.run(
+                URL(fileURLWithPath: python),
+                arguments: ["-c", "import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind('\(path)')"])
+            stale.waitUntilExit()
+            #expect(FileManager.default.fileExists(atPath: path))
+            let sink = try LineSink()
+            let daemon = try SidestatProcess(
+                config: testConfig(
+                    graphitePort: sink.port, flushInterval: 60_000,
+                    extra: "servers: [{ server: './servers/udp', port: \(freePort()) }, "
+                        + "{ server: './servers/unixgram', socket: '\(path)', socket_mod: 0o660 }]"))
+            #expect(daemon.output.contains("unixgram=\(path)"), "\(daemon.output)")
+            let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+            #expect(mode == 0o660)
+            let script = """
+                from datadog.dogstatsd import DogStatsd
+                d = DogStatsd(socket_path='\(path)', disable_telemetry=True)
+                d.increment('uds.hits', 2, tags=['env:prod'])
+                d.distribution('uds.dist', 8)
+                d.gauge('uds.temp', -3)
+                d.event('Deploy', 'v1')
+                d.flush()
+                """
+            let client = try Process.run(URL(fileURLWithPath: python), arguments: ["-c", script])
+            client.waitUntilExit()
+            #expect(client.terminationStatus == 0)
+            #expect(daemon.terminate() == 0)
+            let lines = sink.lines
+            #expect(lines.value("stats_counts.uds.hits;env=prod") == "2")
+            #expect(lines.value("stats.timers.uds.dist.mean") == "8")
+            #expect(lines.value("stats.gauges.uds.temp") == "-3")
+            #expect(lines.value("stats_counts.statsd.bad_lines_seen") == "0")
+            #expect(!FileManager.default.fileExists(atPath: path), "the socket file is removed on exit")
+
+            // A file that is not a socket is never replaced: start-up stops and says why.
+            try "keep me".write(toFile: path, atomically: true, encoding: .utf8)
+            let (status, output) = try SidestatProcess.run([
+                "--config",
+                try {
+                    let file = TestPaths.temporaryDirectory().appendingPathComponent("config.js")
+                    try "{ servers: [{ server: './servers/unixgram', socket: '\(path)' }], mgmt_port: 0 }"
+                        .write(to: file, atomically: true, encoding: .utf8)
+                    return file.path
+                }(),
+            ])
+            #expect(status == 2)
+            #expect(output.contains("cannot listen on the Unix datagram socket \(path)"), "\(output)")
+            #expect((try? String(contentsOfFile: path, encoding: .utf8)) == "keep me")
+        }
+
         @Test("PyPI datadog: distributions as timers; container ids, timestamps, events and service checks are read past")
         func datadogDialect() throws {
             let lines = try self.run(

@@ -67,6 +67,10 @@ int sidestat_pipe_cloexec(int fds[2]);
 /// whichever C module included its header first, which differs from one build to the next.)
 int sidestat_local_port(int fd);
 
+/// A Unix datagram socket bound at `path` (a stale socket file there is replaced; a live one or another file is an
+/// error), with the file's mode set when `mode` >= 0. Returns the descriptor (close-on-exec) or -errno.
+int sidestat_bind_unix_datagram(const char *path, int mode);
+
 /// Bytes written to the TCP socket `fd` that the peer has not acknowledged yet (ioctl SIOCOUTQ), or -1.
 int sidestat_unacknowledged_bytes(int fd);
 
