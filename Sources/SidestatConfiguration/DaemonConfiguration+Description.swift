@@ -36,6 +36,7 @@ extension DaemonConfiguration {
             if let socket = l.unixSocket {
                 parts.append("socket: \(quote(socket))")
                 if let mode = l.unixSocketMode { parts.append("socket_mod: 0o\(String(mode, radix: 8))") }
+                if l.lengthPrefixed { parts.append("framing: \"length\"") }
             } else {
                 parts.append("address: \(quote(l.address))")
                 parts.append("port: \(l.port)")

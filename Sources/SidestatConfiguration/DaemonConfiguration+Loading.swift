@@ -15,7 +15,8 @@ import Darwin
 extension DaemonConfiguration {
     /// The keys statsd's core reads, plus Sidestat's own; with the upstreams' keys, anything else gets a warning.
     static let coreKeys: Set<String> = [
-        "port", "address", "address_ipv6", "server", "servers", "socket", "socket_mod", "mgmt_port", "mgmt_address",
+        "port", "address", "address_ipv6", "server", "servers", "socket", "socket_mod", "framing", "mgmt_port",
+        "mgmt_address",
         "backends", "flushInterval", "percentThreshold", "histogram", "calculatedTimerMetrics", "deleteIdleStats",
         "deleteCounters", "deleteTimers", "deleteSets", "deleteGauges", "gaugesMaxTTL", "prefixStats",
         "keyNameSanitize", "dumpMessages", "keyFlush", "debug", "debugInterval", "title", "healthStatus", "log",
@@ -154,6 +155,14 @@ extension DaemonConfiguration {
                 l.alsoOnIPv6Loopback = false
             } else if l.transport == .unixDatagram {
                 reader.problem(prefix + "socket", "is required by ./servers/unixgram (the socket file's path)")
+            }
+            switch value["framing"] {
+            case .undefined, .null, .string("newline"): l.lengthPrefixed = false
+            case .string("length") where l.transport == .tcp: l.lengthPrefixed = true
+            case let framing:
+                reader.problem(
+                    prefix + "framing",
+                    "must be \"newline\" or \"length\" (a TCP or Unix stream listener only), got \(framing.typeDescription)")
             }
             if case .undefined = value["socket_mod"] {
             } else if let mode = reader.integer(value["socket_mod"], key: prefix + "socket_mod", in: 0...0o7777) {

@@ -31,6 +31,9 @@ public struct ListenerConfiguration: Sendable, Hashable {
     public var unixSocket: String? = nil
     /// statsd's `socket_mod`: the permission bits set on the socket file.
     public var unixSocketMode: Int? = nil
+    /// A stream listener's framing (`framing: "length"`): each payload behind its length in 4 bytes, little-endian,
+    /// as DogStatsD's stream sockets (and `unixstream://` clients) send it; otherwise newline-delimited lines.
+    public var lengthPrefixed = false
 
     public init() {}
 }

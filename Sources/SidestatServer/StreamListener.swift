@@ -31,6 +31,7 @@ public final class StreamListener: Service, Sendable {
     let forwarders: [any PacketForwarder]
     let logger: Logger
     let unixSocket: String?
+    let lengthPrefixed: Bool
     public let description: String
     public let port: Int
 
@@ -75,15 +76,17 @@ public final class StreamListener: Service, Sendable {
         }
         return StreamListener(
             server: server, shard: shard, aggregator: aggregator, state: state, dumpMessages: dumpMessages,
-            forwarders: forwarders, logger: logger, unixSocket: configuration.unixSocket, description: description,
+            forwarders: forwarders, logger: logger, unixSocket: configuration.unixSocket,
+            lengthPrefixed: configuration.lengthPrefixed, description: description,
             port: server.channel.localAddress?.port ?? 0)
     }
 
     private init(
         server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, shard: Int, aggregator: Aggregator,
         state: DaemonState, dumpMessages: Bool, forwarders: [any PacketForwarder], logger: Logger, unixSocket: String?,
-        description: String, port: Int
+        lengthPrefixed: Bool, description: String, port: Int
     ) {
+        self.lengthPrefixed = lengthPrefixed
         self.forwarders = forwarders
         self.server = server
         self.shard = shard
@@ -104,6 +107,10 @@ public final class StreamListener: Service, Sendable {
             var pipeline = IngestPipeline(
                 aggregator: self.aggregator, shard: self.shard, state: self.state, dumpMessages: self.dumpMessages,
                 forwarders: self.forwarders, logger: self.logger)
+            if self.lengthPrefixed {
+                try await self.readFrames(inbound, into: &pipeline)
+                return
+            }
             var pending: [UInt8] = []
             // A line longer than `maximumLineBytes` is dropped (a bad line, counted and logged) and skipped to its
             // end, so a client that never sends a newline costs a bounded buffer.
@@ -141,6 +148,34 @@ public final class StreamListener: Service, Sendable {
             // The client closed: its last line counts even without a newline.
             if !pending.isEmpty {
                 pending.withUnsafeBytes { pipeline.ingest($0) }
+            }
+        }
+    }
+
+    /// DogStatsD's stream framing: a 4-byte little-endian length, then that many bytes of newline-separated lines.
+    /// A frame longer than a datagram can be is a bad line, and the connection is closed (it cannot be resynced).
+    private func readFrames(
+        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, into pipeline: inout IngestPipeline
+    ) async throws {
+        var pending: [UInt8] = []
+        var start = 0
+        for try await buffer in inbound {
+            buffer.withUnsafeReadableBytes { pending.append(contentsOf: $0) }
+            while pending.count - start >= 4 {
+                let length = pending[start..<(start + 4)].reversed().reduce(0) { $0 << 8 | Int($1) }
+                guard length <= Self.maximumLineBytes else {
+                    pipeline.badLine("Bad line: a length-prefixed frame of \(length) bytes, the connection is closed")
+                    return
+                }
+                guard pending.count - start - 4 >= length else { break }
+                if length > 0 {
+                    pending.withUnsafeBytes { pipeline.ingest(UnsafeRawBufferPointer(rebasing: $0[(start + 4)..<(start + 4 + length)])) }
+                }
+                start += 4 + length
+            }
+            if start > 0 {
+                pending.removeFirst(start)
+                start = 0
             }
         }
     }

@@ -231,6 +231,63 @@ extension EndToEnd {
             #expect((try? String(contentsOfFile: path, encoding: .utf8)) == "keep me")
         }
 
+        @Test("PyPI datadog in unixstream:// mode: length-prefixed frames on a Unix stream socket (framing: 'length')")
+        func datadogUnixStream() throws {
+            let python = TestPaths.venvPython("datadog")
+            guard FileManager.default.isExecutableFile(atPath: python) else {
+                throw TestFailure("\(python) is missing: run scripts/test, which installs the PyPI clients")
+            }
+            let path = TestPaths.temporaryDirectory().appendingPathComponent("dsd-stream.socket").path
+            let sink = try LineSink()
+            let daemon = try SidestatProcess(
+                config: testConfig(
+                    graphitePort: sink.port, flushInterval: 60_000,
+                    extra: "servers: [{ server: './servers/udp', port: \(freePort()) }, "
+                        + "{ server: './servers/tcp', socket: '\(path)', framing: 'length' }]"))
+            let script = """
+                from datadog.dogstatsd import DogStatsd
+                d = DogStatsd(socket_path='unixstream://\(path)', disable_telemetry=True)
+                for i in range(50):
+                    d.increment('us.hits', tags=['env:prod'])
+                d.distribution('us.dist', 9)
+                d.service_check('us.check', 1, message='degraded')
+                d.flush()
+                d.close_socket()
+                """
+            let client = try Process.run(URL(fileURLWithPath: python), arguments: ["-c", script])
+            client.waitUntilExit()
+            #expect(client.terminationStatus == 0)
+            #expect(try waitUntil(timeout: 10) { try daemon.counters().contains("\"us.hits;env=prod\":50") })
+            #expect(daemon.terminate() == 0)
+            let lines = sink.lines
+            #expect(lines.value("stats_counts.us.hits;env=prod") == "50")
+            #expect(lines.value("stats.timers.us.dist.mean") == "9")
+            #expect(lines.value("stats_counts.statsd.bad_lines_seen") == "0")
+        }
+
+        @Test("length framing: a frame split across reads is whole; an oversized length is a bad line and closes the connection")
+        func lengthFraming() throws {
+            let daemon = try SidestatProcess(
+                config: testConfig(
+                    graphitePort: nil, flushInterval: 60_000,
+                    extra: "servers: [{ server: './servers/tcp', port: \(freePort()), framing: 'length' }]"))
+            func frame(_ text: String) -> [UInt8] {
+                let payload = Array(text.utf8)
+                return withUnsafeBytes(of: UInt32(payload.count).littleEndian) { Array($0) } + payload
+            }
+            let first = frame("a:1|c\nb:2|c")
+            let second = frame("a:4|c")
+            try Send.tcp([Array(first[0..<7]), Array(first[7...]) + Array(second[0..<2]), Array(second[2...])], port: daemon.tcpPort)
+            #expect(try waitUntil(timeout: 10) { try daemon.counters().contains("\"a\":5,\"b\":2") })
+            try Send.tcp([withUnsafeBytes(of: UInt32(70_000).littleEndian) { Array($0) } + Array("c:1|c".utf8), frame("never:1|c")], port: daemon.tcpPort)
+            #expect(
+                try waitUntil(timeout: 10) {
+                    try Send.management(["stats\n"], port: daemon.managementPort).contains("messages.bad_lines_seen: 1\n")
+                })
+            #expect(try !daemon.counters().contains("never"))
+            #expect(daemon.terminate() == 0)
+        }
+
         @Test("PyPI datadog: distributions as timers; container ids, timestamps, events and service checks are read past")
         func datadogDialect() throws {
             let lines = try self.run(
