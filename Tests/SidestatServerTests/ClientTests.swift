@@ -13,10 +13,7 @@ extension EndToEnd {
         /// Runs `script` with the virtualenv's python, `PORT` replaced by Sidestat's UDP port, then flushes with
         /// SIGTERM (all in one interval) and returns the Graphite lines.
         func run(package: String, script: String) throws -> [LineSink.Line] {
-            let python = TestPaths.venvPython(package)
-            guard FileManager.default.isExecutableFile(atPath: python) else {
-                throw TestFailure("\(python) is missing: run scripts/test, which installs the PyPI clients")
-            }
+            let python = try Self.python(package)
             let sink = try LineSink()
             let daemon = try SidestatProcess(config: testConfig(graphitePort: sink.port, flushInterval: 60_000))
             let process = Process()
@@ -32,6 +29,30 @@ extension EndToEnd {
             // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
             return sink.lines
+        }
+
+        /// Runs `script` with the virtualenv's python and expects it to succeed.
+        func client(_ package: String, _ script: String) throws {
+            let process = try Process.run(URL(fileURLWithPath: try Self.python(package)), arguments: ["-c", script])
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+        }
+
+        /// A daemon with one interval a minute, on a UDP port and on `listener`.
+        func daemon(flushingTo sink: LineSink, alsoOn listener: String) throws -> SidestatProcess {
+            try SidestatProcess(
+                config: testConfig(
+                    graphitePort: sink.port, flushInterval: 60_000,
+                    extra: "servers: [{ server: './servers/udp', port: \(freePort()) }, \(listener)]"))
+        }
+
+        /// The virtualenv's python for `package`.
+        static func python(_ package: String) throws -> String {
+            let python = TestPaths.venvPython(package)
+            guard FileManager.default.isExecutableFile(atPath: python) else {
+                throw TestFailure("\(python) is missing: run scripts/test, which installs the PyPI clients")
+            }
+            return python
         }
 
         @Test("PyPI statsd: counters, timers, gauges (with deltas), sets and pipelines")
@@ -123,10 +144,6 @@ extension EndToEnd {
 
         @Test("both loopbacks by default: PyPI statsd over ::1 and over 127.0.0.1 add up; an address in the file means only it")
         func bothLoopbacks() throws {
-            let python = TestPaths.venvPython("statsd")
-            guard FileManager.default.isExecutableFile(atPath: python) else {
-                throw TestFailure("\(python) is missing: run scripts/test, which installs the PyPI clients")
-            }
             let sink = try LineSink()
             let daemon = try SidestatProcess(config: testConfig(graphitePort: sink.port, flushInterval: 60_000))
             #expect(daemon.output.contains("udp6=[::1]:\(daemon.udpPort)"), "\(daemon.output)")
@@ -135,9 +152,7 @@ extension EndToEnd {
                 statsd.StatsClient('::1', \(daemon.udpPort), ipv6=True).incr('lo.hits', 2)
                 statsd.StatsClient('127.0.0.1', \(daemon.udpPort)).incr('lo.hits', 3)
                 """
-            let process = try Process.run(URL(fileURLWithPath: python), arguments: ["-c", script])
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0)
+            try self.client("statsd", script)
             #expect(daemon.terminate() == 0)
             #expect(sink.lines.value("stats_counts.lo.hits") == "5")
 
@@ -175,23 +190,12 @@ extension EndToEnd {
 
         @Test("PyPI datadog over a Unix datagram socket: its mode set, a stale socket file replaced, removed on exit")
         func datadogUnixDatagram() throws {
-            let python = TestPaths.venvPython("datadog")
-            guard FileManager.default.isExecutableFile(atPath: python) else {
-                throw TestFailure("\(python) is missing: run scripts/test, which installs the PyPI clients")
-            }
             let path = TestPaths.temporaryDirectory().appendingPathComponent("dsd.socket").path
             // A socket file left behind by a process that is gone.
-            let stale = try Process.run(
-                URL(fileURLWithPath: python),
-                arguments: ["-c", "import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind('\(path)')"])
-            stale.waitUntilExit()
+            try self.client("datadog", "import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind('\(path)')")
             #expect(FileManager.default.fileExists(atPath: path))
             let sink = try LineSink()
-            let daemon = try SidestatProcess(
-                config: testConfig(
-                    graphitePort: sink.port, flushInterval: 60_000,
-                    extra: "servers: [{ server: './servers/udp', port: \(freePort()) }, "
-                        + "{ server: './servers/unixgram', socket: '\(path)', socket_mod: 0o660 }]"))
+            let daemon = try self.daemon(flushingTo: sink, alsoOn: "{ server: './servers/unixgram', socket: '\(path)', socket_mod: 0o660 }")
             #expect(daemon.output.contains("unixgram=\(path)"), "\(daemon.output)")
             let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
             #expect(mode == 0o660)
@@ -204,9 +208,7 @@ extension EndToEnd {
                 d.event('Deploy', 'v1')
                 d.flush()
                 """
-            let client = try Process.run(URL(fileURLWithPath: python), arguments: ["-c", script])
-            client.waitUntilExit()
-            #expect(client.terminationStatus == 0)
+            try self.client("datadog", script)
             #expect(daemon.terminate() == 0)
             let lines = sink.lines
             #expect(lines.value("stats_counts.uds.hits;env=prod") == "2")
@@ -233,17 +235,9 @@ extension EndToEnd {
 
         @Test("PyPI datadog in unixstream:// mode: length-prefixed frames on a Unix stream socket (framing: 'length')")
         func datadogUnixStream() throws {
-            let python = TestPaths.venvPython("datadog")
-            guard FileManager.default.isExecutableFile(atPath: python) else {
-                throw TestFailure("\(python) is missing: run scripts/test, which installs the PyPI clients")
-            }
             let path = TestPaths.temporaryDirectory().appendingPathComponent("dsd-stream.socket").path
             let sink = try LineSink()
-            let daemon = try SidestatProcess(
-                config: testConfig(
-                    graphitePort: sink.port, flushInterval: 60_000,
-                    extra: "servers: [{ server: './servers/udp', port: \(freePort()) }, "
-                        + "{ server: './servers/tcp', socket: '\(path)', framing: 'length' }]"))
+            let daemon = try self.daemon(flushingTo: sink, alsoOn: "{ server: './servers/tcp', socket: '\(path)', framing: 'length' }")
             let script = """
                 from datadog.dogstatsd import DogStatsd
                 d = DogStatsd(socket_path='unixstream://\(path)', disable_telemetry=True)
@@ -254,9 +248,7 @@ extension EndToEnd {
                 d.flush()
                 d.close_socket()
                 """
-            let client = try Process.run(URL(fileURLWithPath: python), arguments: ["-c", script])
-            client.waitUntilExit()
-            #expect(client.terminationStatus == 0)
+            try self.client("datadog", script)
             #expect(try waitUntil(timeout: 10) { try daemon.counters().contains("\"us.hits;env=prod\":50") })
             #expect(daemon.terminate() == 0)
             let lines = sink.lines
