@@ -71,6 +71,11 @@ public struct MetricSnapshot: Sendable {
     public var badLinesSeen = 0
     /// New keys refused by the series budget (reported as `statsd.series_dropped` when not 0).
     public var seriesDropped = 0
+    /// DogStatsD events and service checks (reported as `statsd.events_received` and
+    /// `statsd.service_checks_received` when not 0), and the first of them as received (for the console).
+    public var eventsReceived = 0
+    public var serviceChecksReceived = 0
+    public var events: [String] = []
 
     public init() {}
 
@@ -187,6 +192,7 @@ public struct MetricSnapshot: Sendable {
                 result.badLinesSeen += part.badLinesSeen
                 result.seriesDropped += part.seriesDropped
             }
+            result.addEvents(of: parts)
             for index in result.timers.indices {
                 let start = result.timerSamples.count
                 result.timerSamples.append(contentsOf: timerSamples[index])
@@ -207,6 +213,14 @@ public struct MetricSnapshot: Sendable {
         result.metricsReceived = parts.reduce(0) { $0 + $1.metricsReceived }
         result.badLinesSeen = parts.reduce(0) { $0 + $1.badLinesSeen }
         result.seriesDropped = parts.reduce(0) { $0 + $1.seriesDropped }
+        result.addEvents(of: parts)
         return result
+    }
+
+    /// Every shard's events and service checks (a shard with nothing else counts as empty).
+    mutating func addEvents(of parts: [MetricSnapshot]) {
+        self.eventsReceived = parts.reduce(0) { $0 + $1.eventsReceived }
+        self.serviceChecksReceived = parts.reduce(0) { $0 + $1.serviceChecksReceived }
+        self.events = parts.flatMap(\.events)
     }
 }

@@ -109,6 +109,12 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     public var badLinesSeen = 0
     /// New keys refused this interval because their type's table was at `seriesBudget` (`statsd.series_dropped`).
     public var seriesDropped = 0
+    /// DogStatsD events and service checks this interval, and the first `eventLimit` of them as received (the
+    /// console prints them).
+    public var eventsReceived = 0
+    public var serviceChecksReceived = 0
+    public var events: [String] = []
+    public static let eventLimit = 100
     /// Live keys a table of this shard may hold, per type; past it new keys are refused and counted (existing
     /// keys keep counting), so that a runaway tag (a user id in a key) cannot take the dyno's memory.
     public var seriesBudget = Int.max
@@ -302,6 +308,11 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         _ = self.sets[valueAt: index].findOrInsert(member) { () }
     }
 
+    public mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {
+        if isServiceCheck { self.serviceChecksReceived += 1 } else { self.eventsReceived += 1 }
+        if self.events.count < Self.eventLimit { self.events.append(String(decoding: line, as: UTF8.self)) }
+    }
+
     public mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {
         self.badLinesSeen += 1
         guard self.recentBadLines.count < Self.badLineLogLimit else {
@@ -343,6 +354,9 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         self.metricsReceived = 0
         self.badLinesSeen = 0
         self.seriesDropped = 0
+        self.eventsReceived = 0
+        self.serviceChecksReceived = 0
+        self.events.removeAll()
         self.budgetReported = false
         return snapshot
     }
@@ -390,6 +404,9 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         snapshot.metricsReceived = self.metricsReceived
         snapshot.badLinesSeen = self.badLinesSeen
         snapshot.seriesDropped = self.seriesDropped
+        snapshot.eventsReceived = self.eventsReceived
+        snapshot.serviceChecksReceived = self.serviceChecksReceived
+        snapshot.events = self.events
         return snapshot
     }
 

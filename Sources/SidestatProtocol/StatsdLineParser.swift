@@ -38,9 +38,15 @@ public protocol StatsdSampleSink: StatsdKnownKeySink {
     mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer)
     /// One bad value (`bad_lines_seen`): `fields` is the value's text, `line` the whole line.
     mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer)
+    /// A well-formed DogStatsD event (`_e{...}`) or service check (`_sc|...`): not a metric, not a bad line.
+    mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool)
 }
 
 extension StatsdSampleSink {
+    /// By default a sample sink ignores events and service checks.
+    @inlinable
+    public mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {}
+
     /// By default a sample sink takes no line on the hot path.
     @inlinable @inline(__always)
     public mutating func knownKeyLine(
@@ -243,7 +249,11 @@ public final class StatsdLineParser: @unchecked Sendable {
         // DogStatsD events (`_e{...}`) and service checks (`_sc|...`) carry no metric.
         if Self.isDogStatsDEventOrCheck(line) {
             sink.lineSeen(rawLine, key: UnsafeRawBufferPointer(start: nil, count: 0))
-            if !Self.isWellFormedEventOrCheck(line) { sink.badValue(line: rawLine, fields: line) }
+            if Self.isWellFormedEventOrCheck(line) {
+                sink.dogStatsDEvent(line, isServiceCheck: line[1] == UInt8(ascii: "s"))
+            } else {
+                sink.badValue(line: rawLine, fields: line)
+            }
             return
         }
         // `body|#tags`: the tags end at the next `|` (DogStatsD's container and timestamp fields follow them).

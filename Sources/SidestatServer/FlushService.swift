@@ -226,9 +226,12 @@ public struct FlushService: Service {
             own.append(.init(key: key, value: value))
         }
         self.state.recordSeriesDropped(snapshot.seriesDropped)
-        if snapshot.seriesDropped > 0 {
-            // Only when the budget refused keys, so that statsd's output is unchanged otherwise.
-            own.append(.init(key: snapshot.store("\(self.configuration.prefixStats).series_dropped"), value: Double(snapshot.seriesDropped)))
+        // Each only when not 0, so that statsd's output is unchanged otherwise.
+        for (name, value) in [
+            ("series_dropped", snapshot.seriesDropped), ("events_received", snapshot.eventsReceived),
+            ("service_checks_received", snapshot.serviceChecksReceived),
+        ] where value > 0 {
+            own.append(.init(key: snapshot.store("\(self.configuration.prefixStats).\(name)"), value: Double(value)))
         }
         snapshot.counters = own + user
         // Every upstream's delivery figures, as statsd's own gauges (unless it reports them itself):

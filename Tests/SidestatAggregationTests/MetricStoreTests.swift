@@ -85,6 +85,25 @@ struct MetricStoreTests {
         #expect(snapshot.packetsReceived == 2)
     }
 
+    @Test("DogStatsD events and service checks: counted per interval across shards, the first kept as received")
+    func events() {
+        let aggregator = Aggregator(shardCount: 2)
+        func ingest(_ text: String, shard: Int) {
+            var bytes = Array(text.utf8)
+            _ = bytes.withUnsafeMutableBytes { aggregator.ingest(UnsafeRawBufferPointer($0), shard: shard) }
+        }
+        ingest("_e{6,2}:Deploy|v1\n_sc|db.up|0\nhits:1|c", shard: 0)
+        ingest(String(repeating: "_sc|db.up|2\n", count: MetricStore.eventLimit + 5), shard: 1)
+        let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(snapshot.eventsReceived == 1)
+        #expect(snapshot.serviceChecksReceived == MetricStore.eventLimit + 6)
+        #expect(snapshot.events.count == MetricStore.eventLimit + 2)
+        #expect(snapshot.events.prefix(2) == ["_e{6,2}:Deploy|v1", "_sc|db.up|0"])
+        #expect(snapshot.badLinesSeen == 0)
+        let next = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(next.eventsReceived == 0 && next.serviceChecksReceived == 0 && next.events.isEmpty)
+    }
+
     @Test("management deletes by name and by folder")
     func managementDelete() {
         let aggregator = Aggregator(shardCount: 1)

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import Logging
+import SidestatAggregation
 import SidestatBackends
 import SidestatSupport
 import Synchronization
@@ -37,5 +38,16 @@ struct ConsoleBackendTests {
         #expect(text.contains("      mean: 2,\n      median: 2\n    }\n  },\n"), "\(text)")
         #expect(text.hasSuffix("  pctThreshold: [ 90 ]\n}\n"), "\(text)")
         #expect(!backend.statusAsGauges && !backend.deliversUpstream)
+    }
+
+    @Test("DogStatsD events and service checks are printed after statsd's object's keys, only when there are some")
+    func events() async {
+        let capture = Capture()
+        let backend = ConsoleBackend(output: capture, prettyPrint: false, startupTime: 0)
+        var data = UpstreamEncoderTests().flush(counters: [("hits", 1)], gauges: [], timers: [])
+        data.snapshot.events = ["_e{6,2}:Deploy|v1|#env:prod", "_sc|db.up|0"]
+        await backend.flush(data, deadline: .now, logger: Logger(label: "test"))
+        let text = capture.text.withLock { $0 }
+        #expect(text.hasSuffix("  pctThreshold: [ 90 ],\n  events: [ '_e{6,2}:Deploy|v1|#env:prod', '_sc|db.up|0' ]\n}\n"), "\(text)")
     }
 }

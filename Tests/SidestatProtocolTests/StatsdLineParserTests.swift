@@ -26,6 +26,9 @@ struct RecordingSink: StatsdSampleSink {
         self.events.append("s \(Self.text(key)) \(Self.text(member))")
     }
     mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) { self.bad += 1 }
+    mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {
+        self.events.append("\(isServiceCheck ? "check" : "event") \(Self.text(line))")
+    }
 
     static func text(_ bytes: UnsafeRawBufferPointer) -> String { String(decoding: bytes, as: UTF8.self) }
 
@@ -118,11 +121,15 @@ struct StatsdLineParserTests {
         #expect(sink.events == ["s s a\u{FFFD}"])
     }
 
-    @Test("ignores DogStatsD events and service checks without counting them bad")
+    @Test("reports DogStatsD events and service checks as such, never as metrics or bad lines")
     func dogStatsDEvents() {
         let sink = RecordingSink.parse(
             "_e{5,4}:title|text|#a:b\n_sc|check|0\na:1|c\n_e{5,0}:title||d:1700000000|p:low\n_sc|db.up|3|d:1|h:web|#a:b|m:ok")
-        #expect(sink.events == ["c a 1 @1"])
+        #expect(
+            sink.events == [
+                "event _e{5,4}:title|text|#a:b", "check _sc|check|0", "c a 1 @1", "event _e{5,0}:title||d:1700000000|p:low",
+                "check _sc|db.up|3|d:1|h:web|#a:b|m:ok",
+            ])
         #expect(sink.bad == 0)
         #expect(sink.lines == 5)
     }

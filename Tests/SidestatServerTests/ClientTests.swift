@@ -302,6 +302,8 @@ extension EndToEnd {
             #expect(lines.value("stats.gauges.dd.ts") == "7")
             #expect(lines.value("stats_counts.dd.cts") == "3")
             #expect(lines.value("stats_counts.dd.hits;env=prod") == "1")
+            #expect(lines.value("stats_counts.statsd.events_received") == "1")
+            #expect(lines.value("stats_counts.statsd.service_checks_received") == "1")
             #expect(lines.value("stats_counts.statsd.bad_lines_seen") == "0")
         }
     }

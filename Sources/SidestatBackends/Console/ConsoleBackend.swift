@@ -90,7 +90,7 @@ public struct ConsoleBackend: MetricsBackend {
         let sets = snapshot.sets.map { set in
             (snapshot.string(set.key), InspectValue.array(snapshot.setMembers[set.members].map { .string(snapshot.string($0)) }))
         }
-        return .object([
+        var object: [(String, InspectValue)] = [
             ("counters", .object(counters)),
             ("timers", .object(timers)),
             ("gauges", .object(gauges)),
@@ -98,6 +98,9 @@ public struct ConsoleBackend: MetricsBackend {
             ("counter_rates", .object(rates)),
             ("sets", .object(sets)),
             ("pctThreshold", .array(data.percentThreshold.map { .number($0) })),
-        ])
+        ]
+        // DogStatsD's events and service checks as received (statsd has none: only when there are some).
+        if !snapshot.events.isEmpty { object.append(("events", .array(snapshot.events.map { .string($0) }))) }
+        return .object(object)
     }
 }
