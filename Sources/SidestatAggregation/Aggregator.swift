@@ -122,6 +122,11 @@ public final class Aggregator: Sendable {
         MetricSnapshot.merge(self.shards.map { $0.withStore { $0.takeSnapshot(policy: policy) } })
     }
 
+    /// Where the current interval began, in Unix seconds: points stamped (`|T`) before it are late.
+    public func startInterval(at unixSeconds: Int) {
+        for shard in self.shards { shard.withStore { $0.intervalStart = unixSeconds } }
+    }
+
     /// The current interval's aggregates without resetting them (management dumps).
     public func peek() -> MetricSnapshot {
         MetricSnapshot.merge(self.shards.map { $0.withStore { $0.peek() } })

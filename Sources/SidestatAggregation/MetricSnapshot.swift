@@ -76,6 +76,8 @@ public struct MetricSnapshot: Sendable {
     public var eventsReceived = 0
     public var serviceChecksReceived = 0
     public var events: [String] = []
+    /// Lines stamped (`|T`) before the interval began (`statsd.late_points` when not 0).
+    public var latePoints = 0
 
     public init() {}
 
@@ -222,5 +224,6 @@ public struct MetricSnapshot: Sendable {
         self.eventsReceived = parts.reduce(0) { $0 + $1.eventsReceived }
         self.serviceChecksReceived = parts.reduce(0) { $0 + $1.serviceChecksReceived }
         self.events = parts.flatMap(\.events)
+        self.latePoints = parts.reduce(0) { $0 + $1.latePoints }
     }
 }

@@ -115,6 +115,10 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     public var serviceChecksReceived = 0
     public var events: [String] = []
     public static let eventLimit = 100
+    /// Unix seconds at which this interval began (the last flush): a line stamped earlier (`|T`) is late. It still
+    /// counts in this interval, and in `statsd.late_points`.
+    public var intervalStart = 0
+    public var latePoints = 0
     /// Live keys a table of this shard may hold, per type; past it new keys are refused and counted (existing
     /// keys keep counting), so that a runaway tag (a user id in a key) cannot take the dyno's memory.
     public var seriesBudget = Int.max
@@ -308,6 +312,10 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         _ = self.sets[valueAt: index].findOrInsert(member) { () }
     }
 
+    public mutating func pointTimestamp(_ unixSeconds: Int) {
+        if unixSeconds < self.intervalStart { self.latePoints += 1 }
+    }
+
     public mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {
         if isServiceCheck { self.serviceChecksReceived += 1 } else { self.eventsReceived += 1 }
         if self.events.count < Self.eventLimit { self.events.append(String(decoding: line, as: UTF8.self)) }
@@ -357,6 +365,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         self.eventsReceived = 0
         self.serviceChecksReceived = 0
         self.events.removeAll()
+        self.latePoints = 0
         self.budgetReported = false
         return snapshot
     }
@@ -407,6 +416,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         snapshot.eventsReceived = self.eventsReceived
         snapshot.serviceChecksReceived = self.serviceChecksReceived
         snapshot.events = self.events
+        snapshot.latePoints = self.latePoints
         return snapshot
     }
 

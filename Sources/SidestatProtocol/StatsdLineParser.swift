@@ -40,12 +40,18 @@ public protocol StatsdSampleSink: StatsdKnownKeySink {
     mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer)
     /// A well-formed DogStatsD event (`_e{...}`) or service check (`_sc|...`): not a metric, not a bad line.
     mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool)
+    /// The line's DogStatsD timestamp (`|T<unix seconds>`), reported before its values.
+    mutating func pointTimestamp(_ unixSeconds: Int)
 }
 
 extension StatsdSampleSink {
     /// By default a sample sink ignores events and service checks.
     @inlinable
     public mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {}
+
+    /// By default a sample sink ignores timestamps.
+    @inlinable
+    public mutating func pointTimestamp(_ unixSeconds: Int) {}
 
     /// By default a sample sink takes no line on the hot path.
     @inlinable @inline(__always)
@@ -204,6 +210,7 @@ public final class StatsdLineParser: @unchecked Sendable {
                 end = typeEnd
                 if typeEnd < n, p[typeEnd] == UInt8(ascii: "|"), Self.isDogStatsDExtension(line, at: typeEnd) {
                     end = n  // `|T...`, `|c:...`, `|e:...` end the line's values
+                    if let seconds = Self.dogStatsDTimestamp(line, from: typeEnd) { sink.pointTimestamp(seconds) }
                 } else if typeEnd < n, p[typeEnd] == UInt8(ascii: "|") {
                     var rateEnd = typeEnd &+ 1
                     while rateEnd < n, p[rateEnd] != UInt8(ascii: ":"), p[rateEnd] != UInt8(ascii: "|") { rateEnd &+= 1 }
@@ -229,6 +236,7 @@ public final class StatsdLineParser: @unchecked Sendable {
             // fields, if any).
             let bar = ByteScan.firstIndex(of: UInt8(ascii: "|"), base: UnsafeRawPointer(p), from: start, to: n)
             let bodyEnd = bar < n ? Self.dogStatsDExtensionStart(line, from: bar, to: n) : n
+            if bodyEnd < n, let seconds = Self.dogStatsDTimestamp(line, from: bodyEnd) { sink.pointTimestamp(seconds) }
             end = ByteScan.firstIndex(of: UInt8(ascii: ":"), base: UnsafeRawPointer(p), from: start, to: bodyEnd)
             self.parseValue(
                 UnsafeRawBufferPointer(start: p + start, count: end &- start), bar: min(bar, end) &- start, key: key,
@@ -273,6 +281,7 @@ public final class StatsdLineParser: @unchecked Sendable {
         }
         let colon = ByteScan.firstIndex(of: UInt8(ascii: ":"), in: line, from: 0, to: bodyEnd)
         bodyEnd = Self.dogStatsDExtensionStart(line, from: colon, to: bodyEnd)
+        if bodyEnd < line.count, let seconds = Self.dogStatsDTimestamp(line, from: bodyEnd) { sink.pointTimestamp(seconds) }
         let rawKey = UnsafeRawBufferPointer(rebasing: line[0..<colon])
         let key = self.buildKey(rawKey, tags: tags.map { UnsafeRawBufferPointer(rebasing: line[$0]) })
         sink.lineSeen(rawLine, key: key)
@@ -309,6 +318,25 @@ public final class StatsdLineParser: @unchecked Sendable {
             index += 1
         }
         return end
+    }
+
+    /// The `|T<unix seconds>` field among the trailing fields from `index` (a `|`), if there is one.
+    @inlinable
+    static func dogStatsDTimestamp(_ line: UnsafeRawBufferPointer, from index: Int) -> Int? {
+        var bar = index
+        while bar + 2 < line.count {
+            if line[bar] == UInt8(ascii: "|"), line[bar + 1] == UInt8(ascii: "T") {
+                var seconds = 0
+                var position = bar + 2
+                while position < line.count, line[position] &- UInt8(ascii: "0") < 10, seconds < 1 << 40 {
+                    seconds = seconds * 10 + Int(line[position] &- UInt8(ascii: "0"))
+                    position += 1
+                }
+                if position > bar + 2 { return seconds }
+            }
+            bar += 1
+        }
+        return nil
     }
 
     /// Whether the field after the `|` at `index` is `T<digit>...`, `c:...` or `e:...`.

@@ -132,6 +132,7 @@ public struct FlushService: Service {
     /// The flush schedule; returns after the final flush has been handed to `deliver`.
     func tick(_ deliver: (FlushData, ContinuousClock.Instant) -> Void) async {
         let interval = self.configuration.flushInterval.inMilliseconds
+        self.aggregator.startInterval(at: self.time.unixSeconds())
         var previousTimestamp = 0
         while true {
             let wait = FlushSchedule.untilNextTick(
@@ -184,6 +185,7 @@ public struct FlushService: Service {
         previousTimestamp = timestamp
         let c = self.configuration
         var snapshot = self.aggregator.takeSnapshot(policy: self.settings.retention)
+        self.aggregator.startInterval(at: timestamp)
         snapshot.sortTimerSamples()
         self.addInternalMetrics(to: &snapshot, timestampLag: lag)
         self.flushState.record(timestampLag: lag)
@@ -229,7 +231,7 @@ public struct FlushService: Service {
         // Each only when not 0, so that statsd's output is unchanged otherwise.
         for (name, value) in [
             ("series_dropped", snapshot.seriesDropped), ("events_received", snapshot.eventsReceived),
-            ("service_checks_received", snapshot.serviceChecksReceived),
+            ("service_checks_received", snapshot.serviceChecksReceived), ("late_points", snapshot.latePoints),
         ] where value > 0 {
             own.append(.init(key: snapshot.store("\(self.configuration.prefixStats).\(name)"), value: Double(value)))
         }

@@ -104,6 +104,19 @@ struct MetricStoreTests {
         #expect(next.eventsReceived == 0 && next.serviceChecksReceived == 0 && next.events.isEmpty)
     }
 
+    @Test("a point stamped (|T) before the interval began is late: counted, and still in this interval")
+    func latePoints() {
+        let aggregator = Aggregator(shardCount: 1)
+        aggregator.startInterval(at: 1_700_000_000)
+        var bytes = Array("on.time:1|c|T1700000005\nlate:2|c|c:abc|T1699999990\nlate:3|c|T1699999999".utf8)
+        _ = bytes.withUnsafeMutableBytes { aggregator.ingest(UnsafeRawBufferPointer($0), shard: 0) }
+        let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(snapshot.latePoints == 2)
+        #expect(snapshot.counters.map { snapshot.string($0.key) } == ["on.time", "late"])
+        #expect(snapshot.counters.map(\.value) == [1, 5])
+        #expect(aggregator.takeSnapshot(policy: RetentionPolicy()).latePoints == 0)
+    }
+
     @Test("management deletes by name and by folder")
     func managementDelete() {
         let aggregator = Aggregator(shardCount: 1)

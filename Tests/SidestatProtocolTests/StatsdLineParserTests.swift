@@ -26,6 +26,7 @@ struct RecordingSink: StatsdSampleSink {
         self.events.append("s \(Self.text(key)) \(Self.text(member))")
     }
     mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) { self.bad += 1 }
+    mutating func pointTimestamp(_ unixSeconds: Int) { self.events.append("T\(unixSeconds)") }
     mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {
         self.events.append("\(isServiceCheck ? "check" : "event") \(Self.text(line))")
     }
@@ -65,17 +66,18 @@ struct StatsdLineParserTests {
             // past, wherever the tags are.
             ("d:5|d", ["ms d 5 @1"]),
             ("d:5|d|@0.5|#env:prod", ["ms d;env=prod 5 @0.5"]),
-            ("x:1|c|T1700000000", ["c x 1 @1"]),
+            ("x:1|c|T1700000000", ["T1700000000", "c x 1 @1"]),
             ("x:1|c|c:abc", ["c x 1 @1"]),
             ("x:1|c|e:it-1:2", ["c x 1 @1"]),
-            ("x:2|c|@0.5|#a:b|T1700000000|c:abc|e:it-123", ["c x;a=b 2 @0.5"]),
-            ("x:2|g|T1700000000|#a:b", ["g x;a=b 2"]),
+            ("x:2|c|@0.5|#a:b|T1700000000|c:abc|e:it-123", ["T1700000000", "c x;a=b 2 @0.5"]),
+            ("x:2|g|T1700000000|#a:b", ["T1700000000", "g x;a=b 2"]),
+            ("x:1.5|c|c:abc|T42", ["T42", "c x 1.5 @1"]),
             ("a:1|c\r", ["c a 1 @1"]),
             ("d:x|s\r", ["s d x"]),  // DEVIATIONS #6
             ("a b/c:1|c", ["c a_b-c 1 @1"]),
             ("caf\u{e9}:1|c", ["c caf 1 @1"]),
             ("x:1|c|#env:prod,role:web", ["c x;env=prod;role=web 1 @1"]),
-            ("x:1|c|@0.5|#env:prod|c:abc|T123", ["c x;env=prod 1 @0.5"]),
+            ("x:1|c|@0.5|#env:prod|c:abc|T123", ["T123", "c x;env=prod 1 @0.5"]),
             ("x:1|c|#a;b:c", ["c x;a_b=c 1 @1"]),
             ("toString:1|ms", ["ms toString 1 @1"]),  // DEVIATIONS #2
             ("__proto__:1|c", ["c __proto__ 1 @1"]),
