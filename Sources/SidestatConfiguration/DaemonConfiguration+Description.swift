@@ -31,8 +31,13 @@ extension DaemonConfiguration {
         func add(_ key: String, _ value: String) { description.add(key, value) }
         func quote(_ s: String) -> String { JSONText.quoted(s) }
         let servers = self.listeners.map { l -> String in
-            let server = ["udp": "./servers/udp", "tcp": "./servers/tcp", "unixDatagram": "./servers/unixgram"]
-            var parts = ["server: \(quote(server[l.transport.rawValue] ?? ""))"]
+            let server: String
+            switch l.transport {
+            case .udp: server = "./servers/udp"
+            case .tcp: server = "./servers/tcp"
+            case .unixDatagram: server = "./servers/unixgram"
+            }
+            var parts = ["server: \(quote(server))"]
             if let socket = l.unixSocket {
                 parts.append("socket: \(quote(socket))")
                 if let mode = l.unixSocketMode { parts.append("socket_mod: 0o\(String(mode, radix: 8))") }

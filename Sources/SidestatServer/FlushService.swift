@@ -132,7 +132,7 @@ public struct FlushService: Service {
     /// The flush schedule; returns after the final flush has been handed to `deliver`.
     func tick(_ deliver: (FlushData, ContinuousClock.Instant) -> Void) async {
         let interval = self.configuration.flushInterval.inMilliseconds
-        self.aggregator.startInterval(at: self.time.unixSeconds())
+        self.startInterval()
         var previousTimestamp = 0
         while true {
             let wait = FlushSchedule.untilNextTick(
@@ -171,6 +171,12 @@ public struct FlushService: Service {
         try? await self.time.sleep(for: .milliseconds(untilTick))
     }
 
+    /// Marks now as the start of an interval, in whole seconds down (clients stamp `|T` with the second they are in):
+    /// a point stamped earlier is late.
+    func startInterval() {
+        self.aggregator.startInterval(at: self.time.unixMilliseconds() / 1000)
+    }
+
     /// Takes the interval's aggregates out of the shards and prepares them for the backends.
     func prepare(
         previousTimestamp: inout Int, isFinal: Bool, deadline finalDeadline: ContinuousClock.Instant? = nil
@@ -185,7 +191,7 @@ public struct FlushService: Service {
         previousTimestamp = timestamp
         let c = self.configuration
         var snapshot = self.aggregator.takeSnapshot(policy: self.settings.retention)
-        self.aggregator.startInterval(at: timestamp)
+        self.startInterval()
         snapshot.sortTimerSamples()
         self.addInternalMetrics(to: &snapshot, timestampLag: lag)
         self.flushState.record(timestampLag: lag)

@@ -13,7 +13,8 @@ import SidestatSupport
 import Synchronization
 import Testing
 
-/// A clock the test moves: `sleep` returns when `advance` passes its wake time (or throws when cancelled).
+/// A clock the test moves: `sleep` returns when `advance` passes its wake time (or throws when cancelled). The test
+/// waits for the flusher to go to sleep through `waitFor`, which resumes when a sleep is asked for, not on a timer.
 final class ManualTime: TimeSource {
     private struct Sleeper {
         var id: Int
@@ -21,30 +22,51 @@ final class ManualTime: TimeSource {
         var continuation: CheckedContinuation<Void, any Error>
     }
 
-    private let state: Mutex<(now: Int, sleepers: [Sleeper], nextID: Int)>
-    /// Each wake time asked for, in order.
-    let requested = Mutex<[Int]>([])
+    private struct State {
+        var now: Int
+        var sleepers: [Sleeper] = []
+        var nextID = 0
+        /// Each wake time asked for, in order.
+        var requested: [Int] = []
+        /// Tests waiting for a condition on the sleeps.
+        var watchers: [(condition: @Sendable ([Int], [Int]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
 
-    init(now: Int) { self.state = Mutex((now, [], 0)) }
+        /// Takes out the watchers whose condition holds now.
+        mutating func satisfiedWatchers() -> [CheckedContinuation<Void, Never>] {
+            let sleeping = self.sleepers.map(\.until)
+            let requested = self.requested
+            let ready = self.watchers.filter { $0.condition(requested, sleeping) }.map(\.continuation)
+            self.watchers.removeAll { $0.condition(requested, sleeping) }
+            return ready
+        }
+    }
+
+    private let state: Mutex<State>
+
+    init(now: Int) { self.state = Mutex(State(now: now)) }
+
+    /// Each wake time asked for, in order.
+    var requested: [Int] { self.state.withLock { $0.requested } }
 
     func unixMilliseconds() -> Int { self.state.withLock { $0.now } }
 
     func sleep(for duration: Duration) async throws {
-        let milliseconds = Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = duration.inMilliseconds
         let id = self.state.withLock { state -> Int in
             state.nextID += 1
             return state.nextID
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let resumeNow = self.state.withLock { state -> Bool in
+                let (cancelled, ready) = self.state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
+                    if Task.isCancelled { return (true, []) }
                     let until = state.now + milliseconds
-                    if Task.isCancelled { return true }
                     state.sleepers.append(Sleeper(id: id, until: until, continuation: continuation))
-                    self.requested.withLock { $0.append(until) }
-                    return false
+                    state.requested.append(until)
+                    return (false, state.satisfiedWatchers())
                 }
-                if resumeNow { continuation.resume(throwing: CancellationError()) }
+                if cancelled { continuation.resume(throwing: CancellationError()) }
+                for watcher in ready { watcher.resume() }
             }
         } onCancel: {
             let sleeper = self.state.withLock { state -> Sleeper? in
@@ -66,23 +88,23 @@ final class ManualTime: TimeSource {
         for sleeper in due { sleeper.continuation.resume() }
     }
 
-    /// Waits (on real time, briefly) until `count` sleeps have been asked for.
-    func waitForRequests(_ count: Int) async -> Bool {
-        for _ in 0..<500 {
-            if self.requested.withLock({ $0.count >= count }) { return true }
-            try? await Task.sleep(for: .milliseconds(10))
+    /// Returns once `condition` holds for the wake times asked for so far and those still asleep.
+    func waitFor(_ condition: @escaping @Sendable (_ requested: [Int], _ sleeping: [Int]) -> Bool) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let holds = self.state.withLock { state -> Bool in
+                if condition(state.requested, state.sleepers.map(\.until)) { return true }
+                state.watchers.append((condition, continuation))
+                return false
+            }
+            if holds { continuation.resume() }
         }
-        return false
     }
 
-    /// Waits (on real time, briefly) until someone sleeps until `until`.
-    func waitForSleeper(until: Int) async -> Bool {
-        for _ in 0..<500 {
-            if self.state.withLock({ $0.sleepers.contains { $0.until == until } }) { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return false
-    }
+    /// Returns once `count` sleeps have been asked for.
+    func waitForRequests(_ count: Int) async { await self.waitFor { requested, _ in requested.count >= count } }
+
+    /// Returns once someone sleeps until `until`.
+    func waitForSleeper(until: Int) async { await self.waitFor { _, sleeping in sleeping.contains(until) } }
 }
 
 /// Keeps every flush it gets, with the deadline's distance from the moment it arrived.
@@ -110,7 +132,9 @@ final class RecordingBackend: MetricsBackend {
     func status() -> [(name: String, value: Double)] { [] }
 }
 
-/// The flush service in process, on a clock the test moves: no socket, no wait for a real tick.
+/// The flush service in process, on a clock the test moves: no socket, no wait for a real tick. (A condition that
+/// never comes would hang a test: the time limit ends it.)
+@Suite(.timeLimit(.minutes(1)))
 struct FlushServiceTests {
     let aggregator = Aggregator(shardCount: 1)
     let state = DaemonState(healthUp: true)
@@ -150,7 +174,7 @@ struct FlushServiceTests {
         let backend = RecordingBackend()
         var received = backend.received.makeAsyncIterator()
         try await self.run(backend, time: time) { group in
-            #expect(await time.waitForSleeper(until: startup + 10_000))
+            await time.waitForSleeper(until: startup + 10_000)
             self.ingest("hits:1|c\nhits:2|c")
             time.advance(to: startup + 10_000)
             let first = try #require(await received.next())
@@ -160,7 +184,7 @@ struct FlushServiceTests {
             #expect(self.counter(first.data, "statsd.metrics_received") == 2)
             #expect(first.deadlineIn > .seconds(9) && first.deadlineIn <= .seconds(10))
             // The next tick is on the grid, whatever time the flush took.
-            #expect(await time.waitForSleeper(until: startup + 20_000))
+            await time.waitForSleeper(until: startup + 20_000)
             self.ingest("hits:5|c")
             time.advance(to: startup + 20_050)
             let second = try #require(await received.next())
@@ -168,7 +192,7 @@ struct FlushServiceTests {
             #expect(second.data.timestamp == self.state.startupTime + 20)
             await group.triggerGracefulShutdown()
         }
-        #expect(time.requested.withLock { Array($0.prefix(2)) } == [startup + 10_000, startup + 20_000])
+        #expect(Array(time.requested.prefix(2)) == [startup + 10_000, startup + 20_000])
     }
 
     @Test("the final flush: on shutdown at once, with what came since the last tick and the shutdown deadline")
@@ -178,7 +202,7 @@ struct FlushServiceTests {
         let backend = RecordingBackend()
         var received = backend.received.makeAsyncIterator()
         try await self.run(backend, time: time, shutdownTimeout: 4000) { group in
-            #expect(await time.waitForSleeper(until: startup + 10_000))
+            await time.waitForSleeper(until: startup + 10_000)
             self.ingest("late:7|c")
             time.advance(to: startup + 9_000)
             await group.triggerGracefulShutdown()
@@ -189,7 +213,7 @@ struct FlushServiceTests {
             #expect(final.deadlineIn > .seconds(3) && final.deadlineIn <= .seconds(4))
         }
         // No tick was waited for: the console, Prometheus and an unreachable upstream flush at once.
-        #expect(time.requested.withLock { $0 } == [startup + 10_000])
+        #expect(time.requested == [startup + 10_000])
     }
 
     @Test("a backend that loses a value to a shared slot: the final flush waits for the near tick, not for a far one")
@@ -199,13 +223,13 @@ struct FlushServiceTests {
         let backend = RecordingBackend(waitsForTick: true)
         var received = backend.received.makeAsyncIterator()
         try await self.run(backend, time: time) { group in
-            #expect(await time.waitForSleeper(until: startup + 10_000))
+            await time.waitForSleeper(until: startup + 10_000)
             time.advance(to: startup + 7_000)
             self.ingest("late:1|c")
             await group.triggerGracefulShutdown()
             // 3 s to the tick leave 7 of the 10 s budget: it waits, and nothing is flushed before the tick.
-            #expect(await time.waitForRequests(2))
-            #expect(time.requested.withLock { $0.last } == startup + 10_000)
+            await time.waitForRequests(2)
+            #expect(time.requested.last == startup + 10_000)
             time.advance(to: startup + 10_000)
             let final = try #require(await received.next())
             #expect(final.data.isFinal)
@@ -217,12 +241,12 @@ struct FlushServiceTests {
         let other = RecordingBackend(waitsForTick: true)
         var otherReceived = other.received.makeAsyncIterator()
         try await self.run(other, time: near, shutdownTimeout: 2500) { group in
-            #expect(await near.waitForSleeper(until: startup + 10_000))
+            await near.waitForSleeper(until: startup + 10_000)
             near.advance(to: startup + 8_000)
             await group.triggerGracefulShutdown()
             let final = try #require(await otherReceived.next())
             #expect(final.data.timestamp == self.state.startupTime + 8)
         }
-        #expect(near.requested.withLock { $0 } == [startup + 10_000])
+        #expect(near.requested == [startup + 10_000])
     }
 }
