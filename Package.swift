@@ -25,11 +25,14 @@ let package = Package(
         .library(name: "SidestatBackends", targets: ["SidestatBackends"]),
         .library(name: "SidestatConfiguration", targets: ["SidestatConfiguration"]),
         .library(name: "SidestatRunner", targets: ["SidestatRunner"]),
+        // The client for Swift apps: a swift-metrics backend and a plain statsd/DogStatsD API, without NIO.
+        .library(name: "SidestatClient", targets: ["SidestatClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // recvmmsg/sendmmsg are not exposed by the Glibc module, nor vector byte compares by Swift: a tiny C shim.
@@ -81,6 +84,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // SidestatClient's socket set-up (getaddrinfo, sockaddr_un), apart from the server's shim.
+        .target(name: "CSidestatClient"),
+        .target(
+            name: "SidestatClient",
+            dependencies: ["CSidestatClient", .product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "sidestat",
             dependencies: [
@@ -96,6 +105,10 @@ let package = Package(
         .testTarget(
             name: "SidestatConfigurationTests", dependencies: ["SidestatConfiguration", "SidestatBackends"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SidestatClientTests",
+            dependencies: ["SidestatClient", .product(name: "Metrics", package: "swift-metrics")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SidestatRunnerTests", dependencies: ["SidestatRunner"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SidestatBackendsTests",
@@ -106,8 +119,9 @@ let package = Package(
         .testTarget(
             name: "SidestatServerTests",
             dependencies: [
-                "SidestatServer", "SidestatBackends", "sidestat",
+                "SidestatServer", "SidestatBackends", "SidestatClient", "sidestat",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             exclude: ["Support/http_capture.py"],
             swiftSettings: swiftSettings

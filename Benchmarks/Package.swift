@@ -1,5 +1,6 @@
 // swift-tools-version:6.1
-// Micro-benchmarks (ordo-one/benchmark): parse, aggregate, drain and encode, each with malloc counts.
+// Micro-benchmarks (ordo-one/benchmark): parse, aggregate, drain and encode, and SidestatClient's calls, each with
+// malloc counts.
 // A nested package, so that the benchmark library and its malloc interposer stay out of Sidestat's own graph.
 //
 //   cd Benchmarks && swift package --disable-sandbox benchmark
@@ -11,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(name: "sidestat", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // Fixtures shared by the benchmarks and the probe.
@@ -35,6 +37,17 @@ let package = Package(
                 .product(name: "SidestatConfiguration", package: "sidestat"),
             ],
             path: "Benchmarks/IngestBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // SidestatClient: increments per second and mallocs per increment.
+        .executableTarget(
+            name: "ClientBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "SidestatClient", package: "sidestat"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            path: "Benchmarks/ClientBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         // A fixed amount of ingest or encode work for `valgrind --tool=callgrind` (instruction counts on a noisy machine).
