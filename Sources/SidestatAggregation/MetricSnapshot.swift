@@ -25,11 +25,14 @@ public struct MetricSnapshot: Sendable {
         public var samples: Range<Int>
         /// Σ 1/sampleRate: statsd's `timer_counters`.
         public var count: Double
+        /// A DogStatsD distribution (`|d`): samples of any unit, not milliseconds.
+        public var isDistribution: Bool
 
-        public init(key: ByteRange, samples: Range<Int>, count: Double) {
+        public init(key: ByteRange, samples: Range<Int>, count: Double, isDistribution: Bool = false) {
             self.key = key
             self.samples = samples
             self.count = count
+            self.isDistribution = isDistribution
         }
     }
 
@@ -150,11 +153,13 @@ public struct MetricSnapshot: Sendable {
                     let samples = Array(part.timerSamples[timer.samples])
                     if let index = timerParts[key] {
                         result.timers[index].count += timer.count
+                        result.timers[index].isDistribution = result.timers[index].isDistribution || timer.isDistribution
                         timerSamples[index].append(contentsOf: samples)
                     } else {
                         timerParts[key] = result.timers.count
                         let range = result.store(bytes: key)
-                        result.timers.append(TimerEntry(key: range, samples: 0..<0, count: timer.count))
+                        result.timers.append(
+                            TimerEntry(key: range, samples: 0..<0, count: timer.count, isDistribution: timer.isDistribution))
                         timerSamples.append(samples)
                     }
                 }

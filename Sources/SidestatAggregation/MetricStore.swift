@@ -24,6 +24,8 @@ public struct TimerAccumulator: Sendable {
     var more: [Double] = []
     var sampleCount = 0
     var weightedCount: Double = 0
+    /// The key has had a DogStatsD distribution sample (`|d`) since it was made: its samples are not durations.
+    var isDistribution = false
 
     init() {}
 
@@ -291,6 +293,17 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         self.timers.update(key, initial: TimerAccumulator()) { $0.add(value, weight: 1 / sampleRate) }
     }
 
+    /// A DogStatsD distribution's sample: kept as a timer's (Graphite and the console see a timer), the key marked
+    /// so that backends with a distribution of their own (Prometheus, OTLP) do not read it as milliseconds.
+    @inline(__always)
+    public mutating func distribution(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        guard self.accepts(key, in: self.timers, type: "timer") else { return }
+        self.timers.update(key, initial: TimerAccumulator()) {
+            $0.add(value, weight: 1 / sampleRate)
+            $0.isDistribution = true
+        }
+    }
+
     @inline(__always)
     public mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) {
         guard self.accepts(key, in: self.gauges, type: "gauge") else { return }
@@ -390,7 +403,9 @@ public struct MetricStore: StatsdSampleSink, Sendable {
                 snapshot.timerSamples.append(contentsOf: timer.more)
             }
             snapshot.timers.append(
-                .init(key: key, samples: start..<snapshot.timerSamples.count, count: timer.weightedCount))
+                .init(
+                    key: key, samples: start..<snapshot.timerSamples.count, count: timer.weightedCount,
+                    isDistribution: timer.isDistribution))
         }
         snapshot.gauges.reserveCapacity(self.gauges.count)
         for index in 0..<self.gauges.count {

@@ -32,6 +32,8 @@ public protocol StatsdSampleSink: StatsdKnownKeySink {
     mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer)
     mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double)
     mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double)
+    /// A DogStatsD distribution sample (`|d`): a timer's sample that is not a duration, so it may be negative.
+    mutating func distribution(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double)
     /// `isDelta`: the value was written with a leading `+` or `-`.
     mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool)
     /// `member` is the raw member (an empty member arrives as `0`).
@@ -45,6 +47,12 @@ public protocol StatsdSampleSink: StatsdKnownKeySink {
 }
 
 extension StatsdSampleSink {
+    /// By default a distribution's sample is a timer's.
+    @inlinable
+    public mutating func distribution(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        self.timer(key: key, value: value, sampleRate: sampleRate)
+    }
+
     /// By default a sample sink ignores events and service checks.
     @inlinable
     public mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {}
@@ -348,6 +356,10 @@ public final class StatsdLineParser: @unchecked Sendable {
         case .counter:
             sink.counter(key: key, value: number, sampleRate: sampleRate)
         case .timer:
+            if type.count == 1 {
+                sink.distribution(key: key, value: number, sampleRate: sampleRate)
+                return
+            }
             guard number >= 0 else {
                 sink.badValue(line: line, fields: fields)
                 return

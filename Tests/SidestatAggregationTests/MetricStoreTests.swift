@@ -71,6 +71,18 @@ struct MetricStoreTests {
         #expect(self.counters(aggregator.takeSnapshot(policy: policy)) == ["c": 2])
     }
 
+    @Test("a key sent as |d is a distribution in the snapshot (kept through merges); a timer is not")
+    func distributions() {
+        let aggregator = Aggregator(shardCount: 2)
+        self.ingest("t:5|ms\nd:5|d", into: aggregator, shard: 0)
+        self.ingest("d:-1|d\nt:1|ms", into: aggregator, shard: 1)
+        let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
+        let kinds = Dictionary(uniqueKeysWithValues: snapshot.timers.map { (snapshot.string($0.key), $0.isDistribution) })
+        #expect(kinds == ["t": false, "d": true])
+        let samples = snapshot.timers.first { snapshot.string($0.key) == "d" }.map { Array(snapshot.timerSamples[$0.samples]) }
+        #expect(samples.map(Set.init) == [5, -1])
+    }
+
     @Test("shards merge: counters and timer samples add, sets unite, the newest gauge write wins")
     func merge() {
         let aggregator = Aggregator(shardCount: 2)

@@ -19,6 +19,9 @@ struct RecordingSink: StatsdSampleSink {
     mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
         self.events.append("ms \(Self.text(key)) \(JSNumber.string(value)) @\(JSNumber.string(sampleRate))")
     }
+    mutating func distribution(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        self.events.append("d \(Self.text(key)) \(JSNumber.string(value)) @\(JSNumber.string(sampleRate))")
+    }
     mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) {
         self.events.append("g \(Self.text(key)) \(isDelta ? "delta " : "")\(JSNumber.string(value))")
     }
@@ -64,8 +67,9 @@ struct StatsdLineParserTests {
             ("a:1|c:2|c", ["c a 1 @1", "c a 2 @1"]),  // `c:` as a type and the next value, not a container id
             // DogStatsD: a distribution is a timer's samples; timestamps, container ids and external data are read
             // past, wherever the tags are.
-            ("d:5|d", ["ms d 5 @1"]),
-            ("d:5|d|@0.5|#env:prod", ["ms d;env=prod 5 @0.5"]),
+            ("d:5|d", ["d d 5 @1"]),
+            ("d:5|d|@0.5|#env:prod", ["d d;env=prod 5 @0.5"]),
+            ("d:-2.5|d", ["d d -2.5 @1"]),  // a distribution is not a duration: it may be negative
             ("x:1|c|T1700000000", ["T1700000000", "c x 1 @1"]),
             ("x:1|c|c:abc", ["c x 1 @1"]),
             ("x:1|c|e:it-1:2", ["c x 1 @1"]),

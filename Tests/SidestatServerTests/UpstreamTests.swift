@@ -116,7 +116,7 @@ extension EndToEnd {
                 try waitUntil(timeout: 10) {
                     try HTTP.get(port: daemon.httpPort, path: "/metrics").body.contains("hits_total{sidestat_instance=\"web.1\"} 3\n")
                 })
-            Send.udp(["hits:4|c\nlatency:300|ms\nusers:a|s\nusers:b|s"], port: daemon.udpPort)
+            Send.udp(["hits:4|c\nlatency:300|ms\nusers:a|s\nusers:b|s\npayload:300|d\npayload:3000|d"], port: daemon.udpPort)
             var exposition = ""
             _ = try waitUntil(timeout: 10) {
                 exposition = try HTTP.get(port: daemon.httpPort, path: "/metrics").body
@@ -133,6 +133,12 @@ extension EndToEnd {
                 "latency_seconds_sum{sidestat_instance=\"web.1\"} 0.31", "latency_seconds_count{sidestat_instance=\"web.1\"} 2",
                 "# TYPE temp gauge", "temp{sidestat_instance=\"web.1\"} 21.5", "users{sidestat_instance=\"web.1\"} 2",
                 "req_total{env=\"prod\",sidestat_instance=\"web.1\"} 2",
+                // A DogStatsD distribution: a histogram of its own values, with the distribution buckets.
+                "# TYPE payload histogram",
+                "payload_bucket{sidestat_instance=\"web.1\",le=\"250\"} 0",
+                "payload_bucket{sidestat_instance=\"web.1\",le=\"500\"} 1",
+                "payload_bucket{sidestat_instance=\"web.1\",le=\"5000\"} 2",
+                "payload_sum{sidestat_instance=\"web.1\"} 3300", "payload_count{sidestat_instance=\"web.1\"} 2",
             ] {
                 #expect(exposition.split(separator: "\n").contains(Substring(line)), "\(line) in:\n\(exposition)")
             }
@@ -185,7 +191,7 @@ extension EndToEnd {
             let samples: [Double] = [3, 5, 7, 12, 100, 0]
             Send.udp(
                 ["hits:3|c\nhits:4|c\ntemp:21.5|g\nusers:a|s\nusers:b|s\nreq:2|c|#env:prod"]
-                    + samples.map { "latency:\(Int($0))|ms" },
+                    + samples.map { "latency:\(Int($0))|ms" } + ["balance:-4|d\nbalance:8|d\nbalance:0|d"],
                 port: daemon.udpPort)
             // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
@@ -219,6 +225,17 @@ extension EndToEnd {
             #expect(latency["kind"] as? String == "exponential_histogram")
             #expect(latency["temporality"] as? String == "AGGREGATION_TEMPORALITY_DELTA")
             #expect(latency["unit"] as? String == "ms")
+            // A DogStatsD distribution: no unit, and its negative values in the negative buckets.
+            let balance = try #require(metric("balance"))
+            #expect(balance["kind"] as? String == "exponential_histogram")
+            #expect(balance["unit"] as? String == "")
+            let balancePoint = try #require(point("balance"))
+            #expect(number(balancePoint["count"]) == 3)
+            #expect(number(balancePoint["sum"]) == 4)
+            #expect(number(balancePoint["zero_count"]) == 1)
+            #expect(number(balancePoint["min"]) == -4)
+            #expect((balancePoint["negative_buckets"] as? [Any])?.compactMap(number).reduce(0, +) == 1)
+            #expect((balancePoint["buckets"] as? [Any])?.compactMap(number).reduce(0, +) == 1)
             let histogram = try #require(point("latency"))
             #expect(number(histogram["count"]) == 6)
             #expect(number(histogram["sum"]) == 127)

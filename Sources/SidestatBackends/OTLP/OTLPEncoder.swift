@@ -54,7 +54,8 @@ public enum OTLPEncoder {
                 var body = Protobuf()
                 body.message(1, point)
                 body.varint(2, 1)  // delta
-                metrics.append(Self.metric(name.name, unit: "ms", field: 10, body.bytes))
+                // A DogStatsD distribution's values have no unit Sidestat knows; a timer's are milliseconds.
+                metrics.append(Self.metric(name.name, unit: timer.isDistribution ? "" : "ms", field: 10, body.bytes))
             }
         }
         var requests: [HTTPRequest] = []
@@ -119,23 +120,31 @@ public enum OTLPEncoder {
     static func histogramPoint(
         _ tags: [(key: String, value: String)], _ start: UInt64, _ end: UInt64, _ samples: UnsafeBufferPointer<Double>
     ) -> [UInt8]? {
-        guard !samples.isEmpty, samples.allSatisfy({ $0.isFinite && $0 >= 0 }) else { return nil }
+        guard !samples.isEmpty, samples.allSatisfy({ $0.isFinite }) else { return nil }
+        // Timers are never negative; a distribution's negative values go in the negative buckets, by magnitude.
         let positive = samples.filter { $0 > 0 }
+        let negative = samples.filter { $0 < 0 }.map { -$0 }.sorted()
         var scale = 20
-        var offset = 0
-        var counts: [UInt64] = []
-        if let smallest = positive.first, let largest = positive.last {
-            while scale > -10
-                && Self.bucketIndex(largest, scale: scale) - Self.bucketIndex(smallest, scale: scale) + 1 > Self.maximumBuckets
-            {
-                scale -= 1
+        func fits(_ values: [Double]) -> Bool {
+            guard let smallest = values.first, let largest = values.last else { return true }
+            return Self.bucketIndex(largest, scale: scale) - Self.bucketIndex(smallest, scale: scale) + 1
+                <= Self.maximumBuckets
+        }
+        while scale > -10 && !(fits(positive) && fits(negative)) { scale -= 1 }
+        func buckets(_ values: [Double]) -> [UInt8] {
+            var offset = 0
+            var counts: [UInt64] = []
+            if let smallest = values.first, let largest = values.last {
+                offset = Self.bucketIndex(smallest, scale: scale)
+                counts = [UInt64](repeating: 0, count: Self.bucketIndex(largest, scale: scale) - offset + 1)
+                for value in values {
+                    counts[min(max(Self.bucketIndex(value, scale: scale) - offset, 0), counts.count - 1)] += 1
+                }
             }
-            offset = Self.bucketIndex(smallest, scale: scale)
-            counts = [UInt64](repeating: 0, count: Self.bucketIndex(largest, scale: scale) - offset + 1)
-            for value in positive {
-                let index = min(max(Self.bucketIndex(value, scale: scale) - offset, 0), counts.count - 1)
-                counts[index] += 1
-            }
+            var buckets = Protobuf()
+            buckets.sint32(1, offset)
+            buckets.packedUInt64(2, counts)
+            return buckets.bytes
         }
         var point = Protobuf()
         for tag in tags { point.message(1, Self.attribute(tag.key, tag.value)) }
@@ -144,11 +153,9 @@ public enum OTLPEncoder {
         point.fixed64(4, UInt64(samples.count))
         point.double(5, samples.reduce(0, +))
         point.sint32(6, scale)
-        point.fixed64(7, UInt64(samples.count - positive.count))
-        var buckets = Protobuf()
-        buckets.sint32(1, offset)
-        buckets.packedUInt64(2, counts)
-        point.message(8, buckets.bytes)
+        point.fixed64(7, UInt64(samples.count - positive.count - negative.count))
+        point.message(8, buckets(positive))
+        if !negative.isEmpty { point.message(9, buckets(negative)) }
         point.double(12, samples.first!)
         point.double(13, samples.last!)
         return point.bytes

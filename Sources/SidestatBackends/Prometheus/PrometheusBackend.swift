@@ -10,12 +10,14 @@ import Synchronization
 
 /// The Prometheus backend: what each flush brings is folded into series that `/metrics` serves in the text
 /// exposition format. Counters are monotonic totals across flushes (`<name>_total`), gauges and set sizes are
-/// gauges, and timers are histograms in seconds (`<name>_seconds`, with the configured buckets). Every series
+/// gauges, timers are histograms in seconds (`<name>_seconds`, with the configured buckets), and DogStatsD
+/// distributions (`|d`) are histograms of their own values (`<name>`, with the distribution buckets). Every series
 /// carries the instance name as the `sidestat_instance` label (not `instance`, which Prometheus sets itself on
 /// scrape) and a key's tags as labels.
 public final class PrometheusBackend: MetricsBackend {
     public let name = "prometheus"
     let buckets: [Double]
+    let distributionBuckets: [Double]
     let instance: String
 
     enum Kind: String {
@@ -25,6 +27,7 @@ public final class PrometheusBackend: MetricsBackend {
     }
 
     struct Histogram {
+        var bounds: [Double]
         var counts: [UInt64]  // per bucket, not cumulative; the last is +Inf
         var sum: Double = 0
         var count: UInt64 = 0
@@ -50,10 +53,12 @@ public final class PrometheusBackend: MetricsBackend {
     ///   - endpoint: where `/metrics` is served, for the start-up line.
     ///   - seriesBudget: the configuration's `seriesBudget`, here the most series of each Prometheus type.
     public init(
-        buckets: [Double], instance: String, startupTime: Double, endpoint: String = "", seriesBudget: Int = 100_000
+        buckets: [Double], distributionBuckets: [Double] = PrometheusConfiguration().distributionBuckets,
+        instance: String, startupTime: Double, endpoint: String = "", seriesBudget: Int = 100_000
     ) {
         self.destination = "scraped at \(endpoint)/metrics"
         self.buckets = buckets
+        self.distributionBuckets = distributionBuckets
         self.instance = instance
         self.seriesBudget = seriesBudget
         self.state = Mutex(State(lastFlush: startupTime))
@@ -129,15 +134,18 @@ public final class PrometheusBackend: MetricsBackend {
             }
             for timer in snapshot.timers {
                 let (name, labels) = self.series(snapshot.string(timer.key))
-                let family = name + "_seconds"
+                // A timer's milliseconds become seconds; a distribution's values are kept as they are.
+                let family = timer.isDistribution ? name : name + "_seconds"
+                let scale = timer.isDistribution ? 1 : 1.0 / 1000
                 guard admit(family, labels, .histogram) else { continue }
+                let bounds = timer.isDistribution ? self.distributionBuckets : self.buckets
                 var histogram = histograms[family]?[labels] ?? state.histograms[family]?[labels]
-                    ?? Histogram(counts: [UInt64](repeating: 0, count: self.buckets.count + 1))
+                    ?? Histogram(bounds: bounds, counts: [UInt64](repeating: 0, count: bounds.count + 1))
                 for value in snapshot.timerSamples[timer.samples] where value.isFinite {
-                    let seconds = value / 1000
-                    let index = self.buckets.firstIndex { seconds <= $0 } ?? self.buckets.count
+                    let scaled = value * scale
+                    let index = histogram.bounds.firstIndex { scaled <= $0 } ?? histogram.bounds.count
                     histogram.counts[index] += 1
-                    histogram.sum += seconds
+                    histogram.sum += scaled
                     histogram.count += 1
                 }
                 histograms[family, default: [:]][labels] = histogram
@@ -218,13 +226,13 @@ public final class PrometheusBackend: MetricsBackend {
             var out = ""
             for family in state.kinds.keys.sorted() {
                 let kind = state.kinds[family]!
-                out += "# HELP \(family) statsd \(kind == .histogram ? "timer" : kind.rawValue), from Sidestat\n"
+                out += "# HELP \(family) statsd \(kind == .histogram ? "timer or distribution" : kind.rawValue), from Sidestat\n"
                 out += "# TYPE \(family) \(kind.rawValue)\n"
                 if kind == .histogram {
                     for (labels, histogram) in (state.histograms[family] ?? [:]).sorted(by: { $0.key < $1.key }) {
                         let prefix = labels.isEmpty ? "" : labels + ","
                         var cumulative: UInt64 = 0
-                        for (index, bound) in self.buckets.enumerated() {
+                        for (index, bound) in histogram.bounds.enumerated() {
                             cumulative += histogram.counts[index]
                             out += "\(family)_bucket{\(prefix)le=\"\(Self.number(bound))\"} \(cumulative)\n"
                         }

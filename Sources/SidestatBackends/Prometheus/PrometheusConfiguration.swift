@@ -11,6 +11,9 @@ public struct PrometheusConfiguration: BackendSection, Hashable {
     public var address = "127.0.0.1"
     /// Histogram bucket bounds for timers, in seconds (timers are received in milliseconds).
     public var buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    /// Histogram bucket bounds for DogStatsD distributions (`|d`), in the values' own unit: 1-2.5-5 steps from 1 to
+    /// 100,000.
+    public var distributionBuckets: [Double] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000]
 
     public init() {}
 
@@ -21,17 +24,32 @@ public struct PrometheusConfiguration: BackendSection, Hashable {
         let prometheus = reader.section(object, "prometheus", example: "{port: 9102, buckets: [0.1, 1, 10]}")
         if let port = reader.integer(prometheus["port"], key: "prometheus.port", in: 0...65_535) { self.port = port }
         if let address = reader.string(prometheus["address"], key: "prometheus.address") { self.address = address }
-        if case .array(let buckets) = prometheus["buckets"] {
-            var values: [Double] = []
+        if let buckets = Self.buckets(prometheus["buckets"], key: "prometheus.buckets", unit: "seconds", &reader) {
+            self.buckets = buckets
+        }
+        if let buckets = Self.buckets(
+            prometheus["distributionBuckets"], key: "prometheus.distributionBuckets", unit: "the values' unit", &reader)
+        {
+            self.distributionBuckets = buckets
+        }
+    }
+
+    private static func buckets(_ value: JSValue, key: String, unit: String, _ reader: inout ConfigurationReader)
+        -> [Double]?
+    {
+        if case .undefined = value { return nil }
+        if case .null = value { return nil }
+        var values: [Double] = []
+        if case .array(let buckets) = value {
             for (index, bucket) in buckets.enumerated() {
-                if let value = reader.number(bucket, key: "prometheus.buckets[\(index)]") { values.append(value) }
-            }
-            if values != values.sorted() || Set(values).count != values.count || values.isEmpty {
-                reader.problem("prometheus.buckets", "must be a non-empty list of increasing numbers (seconds)")
-            } else {
-                self.buckets = values
+                if let value = reader.number(bucket, key: "\(key)[\(index)]") { values.append(value) }
             }
         }
+        guard values == values.sorted(), Set(values).count == values.count, !values.isEmpty else {
+            reader.problem(key, "must be a non-empty list of increasing numbers (\(unit))")
+            return nil
+        }
+        return values
     }
 
     public func describe(into description: inout ConfigurationDescription) {
@@ -42,7 +60,7 @@ public struct PrometheusConfiguration: BackendSection, Hashable {
 
     public func makeBackend(_ context: BackendContext) -> any MetricsBackend {
         PrometheusBackend(
-            buckets: self.buckets, instance: context.configuration.instance, startupTime: context.startupTime,
+            buckets: self.buckets, distributionBuckets: self.distributionBuckets, instance: context.configuration.instance, startupTime: context.startupTime,
             endpoint: context.httpEndpoint ?? "", seriesBudget: context.configuration.seriesBudget)
     }
 }

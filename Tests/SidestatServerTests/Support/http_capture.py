@@ -39,7 +39,8 @@ def decode_otlp(body):
                     if kind == "exponential_histogram":
                         point.update(count=p.count, sum=p.sum, scale=p.scale, zero_count=p.zero_count,
                                      offset=p.positive.offset, buckets=list(p.positive.bucket_counts),
-                                     min=p.min, max=p.max)
+                                     negative_offset=p.negative.offset,
+                                     negative_buckets=list(p.negative.bucket_counts), min=p.min, max=p.max)
                     else:
                         point["value"] = p.as_double
                     points.append(point)
