@@ -88,6 +88,36 @@ extension EndToEnd {
             #expect(lines.value("stats_counts.statsd.bad_lines_seen") == "0")
         }
 
+        @Test("PyPI statsd over TCP (TCPStatsClient, newline-delimited) beside UDP: both add up")
+        func statsdTCP() throws {
+            let sink = try LineSink()
+            let port = freePort()
+            let daemon = try self.daemon(flushingTo: sink, alsoOn: "{ server: './servers/tcp', port: \(port) }")
+            let script = """
+                import statsd
+                tcp = statsd.TCPStatsClient('127.0.0.1', \(port), prefix='tcp')
+                for _ in range(20):
+                    tcp.incr('hits')
+                tcp.timing('latency', 40)
+                tcp.gauge('queue', 3)
+                tcp.set('users', 'alice')
+                with tcp.pipeline() as pipe:
+                    pipe.incr('hits', 5)
+                    pipe.timing('latency', 60)
+                tcp.close()
+                statsd.StatsClient('127.0.0.1', \(daemon.udpPort), prefix='tcp').incr('hits', 100)
+                """
+            try self.client("statsd", script)
+            #expect(try waitUntil(timeout: 10) { try daemon.counters().contains("\"tcp.hits\":125") })
+            #expect(daemon.terminate() == 0)
+            let lines = sink.lines
+            #expect(lines.value("stats_counts.tcp.hits") == "125")
+            #expect(lines.value("stats.timers.tcp.latency.mean") == "50")
+            #expect(lines.value("stats.gauges.tcp.queue") == "3")
+            #expect(lines.value("stats.sets.tcp.users.count") == "1")
+            #expect(lines.value("stats_counts.statsd.bad_lines_seen") == "0")
+        }
+
         @Test("PyPI python-statsd: counters, timers and gauges (it has no sets)")
         func pythonStatsd() throws {
             let lines = try self.run(
