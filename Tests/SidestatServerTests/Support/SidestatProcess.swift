@@ -81,17 +81,17 @@ final class SidestatProcess: @unchecked Sendable {
     private(set) var tcpPort = 0
     private(set) var httpPort = 0
 
-    /// Starts `sidestat` with `arguments` and waits for "server is up" (or exit).
+    /// Starts `sidestat` (or `executable`, which runs one) with `arguments` and waits for "server is up" (or exit).
     init(
         arguments: [String], environment: [String: String]? = nil, waitForUp: Bool = true,
-        workingDirectory: URL? = nil
+        workingDirectory: URL? = nil, executable: String? = nil
     ) throws {
         self.directory = TestPaths.temporaryDirectory()
         if let workingDirectory { self.process.currentDirectoryURL = workingDirectory }
         self.outputFile = self.directory.appendingPathComponent("output.log")
         _ = FileManager.default.createFile(atPath: self.outputFile.path, contents: nil)
         let handle = try FileHandle(forWritingTo: self.outputFile)
-        self.process.executableURL = URL(fileURLWithPath: TestPaths.sidestat)
+        self.process.executableURL = URL(fileURLWithPath: executable ?? TestPaths.sidestat)
         self.process.arguments = arguments
         self.process.standardOutput = handle
         self.process.standardError = handle
