@@ -122,9 +122,15 @@ public final class Aggregator: Sendable {
         MetricSnapshot.merge(self.shards.map { $0.withStore { $0.takeSnapshot(policy: policy) } })
     }
 
-    /// Where the current interval began, in Unix seconds: points stamped (`|T`) before it are late.
-    public func startInterval(at unixSeconds: Int) {
-        for shard in self.shards { shard.withStore { $0.intervalStart = unixSeconds } }
+    /// Where the current interval began, in Unix seconds, and how long intervals are: points stamped (`|T`) before
+    /// it are late, and grouped by the interval they belong to.
+    public func startInterval(at unixSeconds: Int, intervalSeconds: Int = 10) {
+        for shard in self.shards {
+            shard.withStore {
+                $0.intervalStart = unixSeconds
+                $0.intervalSeconds = intervalSeconds
+            }
+        }
     }
 
     /// The current interval's aggregates without resetting them (management dumps).

@@ -81,6 +81,38 @@ public struct MetricSnapshot: Sendable {
     public var events: [String] = []
     /// Lines stamped (`|T`) before the interval began (`statsd.late_points` when not 0).
     public var latePoints = 0
+    /// Those lines' metrics, one group per earlier interval, oldest first: not in the tables above. A backend that
+    /// takes timestamps sends each group with its interval's flush time; the others fold them into this interval.
+    public var late: [LateGroup] = []
+
+    /// Late points of one earlier interval.
+    public struct LateGroup: Sendable {
+        /// The Unix time of the flush that ended the interval the points belong to.
+        public var timestamp: Int
+        public var snapshot: MetricSnapshot
+
+        public init(timestamp: Int, snapshot: MetricSnapshot) {
+            self.timestamp = timestamp
+            self.snapshot = snapshot
+        }
+    }
+
+    /// This snapshot with its late points added to the interval's own metrics, as a backend without per-point
+    /// timestamps reports them.
+    public func foldingLatePoints() -> MetricSnapshot {
+        guard !self.late.isEmpty else { return self }
+        var main = self
+        main.late = []
+        var folded = MetricSnapshot.merge([main] + self.late.map(\.snapshot))
+        // statsd's own counters are the interval's, whatever the late points add.
+        (folded.packetsReceived, folded.metricsReceived, folded.badLinesSeen) =
+            (self.packetsReceived, self.metricsReceived, self.badLinesSeen)
+        (folded.seriesDropped, folded.eventsReceived, folded.serviceChecksReceived, folded.latePoints) =
+            (self.seriesDropped, self.eventsReceived, self.serviceChecksReceived, self.latePoints)
+        folded.events = self.events
+        folded.sortTimerSamples()
+        return folded
+    }
 
     public init() {}
 
@@ -230,5 +262,10 @@ public struct MetricSnapshot: Sendable {
         self.serviceChecksReceived = parts.reduce(0) { $0 + $1.serviceChecksReceived }
         self.events = parts.flatMap(\.events)
         self.latePoints = parts.reduce(0) { $0 + $1.latePoints }
+        let groups = Dictionary(grouping: parts.flatMap(\.late), by: \.timestamp)
+        self.late = groups.keys.sorted().map { timestamp in
+            let snapshots = groups[timestamp]!.map(\.snapshot)
+            return LateGroup(timestamp: timestamp, snapshot: snapshots.count == 1 ? snapshots[0] : .merge(snapshots))
+        }
     }
 }

@@ -117,10 +117,17 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     public var serviceChecksReceived = 0
     public var events: [String] = []
     public static let eventLimit = 100
-    /// Unix seconds at which this interval began (the last flush): a line stamped earlier (`|T`) is late. It still
-    /// counts in this interval, and in `statsd.late_points`.
+    /// Unix seconds at which this interval began (the last flush), and the flush interval: a line stamped earlier
+    /// (`|T`) is late. It is counted in `statsd.late_points`, and its metrics are kept apart, by the interval they
+    /// belong to (the first `latePointLimit` an interval; later ones count in this interval).
     public var intervalStart = 0
+    public var intervalSeconds = 10
     public var latePoints = 0
+    var late: [Int: MetricStore] = [:]
+    var latePointsKept = 0
+    /// The late group of the line being read (the flush time of its interval), if it is late.
+    var lateLine: Int? = nil
+    public static let latePointLimit = 10_000
     /// Live keys a table of this shard may hold, per type; past it new keys are refused and counted (existing
     /// keys keep counting), so that a runaway tag (a user id in a key) cannot take the dyno's memory.
     public var seriesBudget = Int.max
@@ -225,6 +232,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     @inline(__always)
     public mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {
         self.metricsReceived += 1
+        self.lateLine = nil
         if self.keyCounts != nil {
             self.keyCounts!.update(key, initial: 0) { $0 += 1 }
         }
@@ -283,12 +291,20 @@ public struct MetricStore: StatsdSampleSink, Sendable {
 
     @inline(__always)
     public mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        if let group = self.lateLine {
+            self.late[group, default: MetricStore()].counter(key: key, value: value, sampleRate: sampleRate)
+            return
+        }
         guard self.accepts(key, in: self.counters, type: "counter") else { return }
         self.counters.update(key, initial: 0) { $0 += value * (1 / sampleRate) }
     }
 
     @inline(__always)
     public mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        if let group = self.lateLine {
+            self.late[group, default: MetricStore()].timer(key: key, value: value, sampleRate: sampleRate)
+            return
+        }
         guard self.accepts(key, in: self.timers, type: "timer") else { return }
         self.timers.update(key, initial: TimerAccumulator()) { $0.add(value, weight: 1 / sampleRate) }
     }
@@ -297,6 +313,10 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     /// so that backends with a distribution of their own (Prometheus, OTLP) do not read it as milliseconds.
     @inline(__always)
     public mutating func distribution(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
+        if let group = self.lateLine {
+            self.late[group, default: MetricStore()].distribution(key: key, value: value, sampleRate: sampleRate)
+            return
+        }
         guard self.accepts(key, in: self.timers, type: "timer") else { return }
         self.timers.update(key, initial: TimerAccumulator()) {
             $0.add(value, weight: 1 / sampleRate)
@@ -306,6 +326,10 @@ public struct MetricStore: StatsdSampleSink, Sendable {
 
     @inline(__always)
     public mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) {
+        if let group = self.lateLine {
+            self.late[group, default: MetricStore()].gauge(key: key, value: value, isDelta: isDelta)
+            return
+        }
         guard self.accepts(key, in: self.gauges, type: "gauge") else { return }
         let ttl = self.gaugesMaxTTL
         let sequence = self.writeSequence
@@ -317,6 +341,10 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     }
 
     public mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) {
+        if let group = self.lateLine {
+            self.late[group, default: MetricStore()].set(key: key, member: member)
+            return
+        }
         guard self.accepts(key, in: self.sets, type: "set") else { return }
         let index = self.sets.findOrInsert(key) { ByteKeyTable<Void>() }
         // A set's members are bounded as keys are (their offsets, too, are 32-bit): past the budget, or 1 GiB of
@@ -326,7 +354,14 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     }
 
     public mutating func pointTimestamp(_ unixSeconds: Int) {
-        if unixSeconds < self.intervalStart { self.latePoints += 1 }
+        guard unixSeconds < self.intervalStart else { return }
+        self.latePoints += 1
+        guard self.latePointsKept < Self.latePointLimit else { return }
+        self.latePointsKept += 1
+        // Interval j before this one ended with the flush at intervalStart - j * intervalSeconds.
+        let interval = max(self.intervalSeconds, 1)
+        let before = (self.intervalStart - unixSeconds + interval - 1) / interval - 1
+        self.lateLine = self.intervalStart - before * interval
     }
 
     public mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {
@@ -349,7 +384,15 @@ public struct MetricStore: StatsdSampleSink, Sendable {
 
     /// Copies the interval's aggregates into a snapshot and starts the next interval, applying `policy`.
     public mutating func takeSnapshot(policy: RetentionPolicy) -> MetricSnapshot {
-        let snapshot = self.peek()
+        var snapshot = self.peek()
+        if !self.late.isEmpty {
+            snapshot.late = self.late.keys.sorted().map { timestamp in
+                var store = self.late[timestamp]!
+                return MetricSnapshot.LateGroup(timestamp: timestamp, snapshot: store.takeSnapshot(policy: policy))
+            }
+            self.late = [:]
+        }
+        self.latePointsKept = 0
         if policy.deleteCounters {
             self.counters.removeAll()
         } else {
@@ -443,41 +486,5 @@ public struct MetricStore: StatsdSampleSink, Sendable {
             self.suppressedBadLines = 0
         }
         return (self.recentBadLines, self.suppressedBadLines)
-    }
-
-    // MARK: - Management
-
-    /// Deletes the keys of `kind` named `name`, or starting with `name` minus its `*` when it ends in `.*`
-    /// (statsd's `delcounters`). Returns the deleted keys in statsd's order: the exact match, then the others.
-    public mutating func delete(kind: MetricKind, matching name: String) -> [String] {
-        switch kind {
-        case .counter: return Self.delete(&self.counters, matching: name)
-        case .timer: return Self.delete(&self.timers, matching: name)
-        case .gauge: return Self.delete(&self.gauges, matching: name)
-        case .set: return Self.delete(&self.sets, matching: name)
-        }
-    }
-
-    static func delete<Value>(_ table: inout ByteKeyTable<Value>, matching name: String) -> [String] {
-        var exact: [String] = []
-        var byPrefix: [String] = []
-        let folder: [UInt8]? = name.hasSuffix(".*") ? Array(name.utf8.dropLast()) : nil
-        let nameBytes = Array(name.utf8)
-        var toRemove = Set<Int>()
-        for index in 0..<table.count {
-            let key = table.withKey(at: index) { Array($0) }
-            if key == nameBytes {
-                exact.append(name)
-                toRemove.insert(index)
-            }
-            if let folder, key.starts(with: folder) {
-                byPrefix.append(String(decoding: key, as: UTF8.self))
-                toRemove.insert(index)
-            }
-        }
-        if !toRemove.isEmpty {
-            table.removeAll { index, _ in toRemove.contains(index) }
-        }
-        return exact + byPrefix
     }
 }

@@ -47,6 +47,10 @@ public protocol MetricsBackend: Sendable {
     /// `graphiteStats` lines) or has none worth sending (the console).
     var statusAsGauges: Bool { get }
 
+    /// Whether `flush` takes the snapshot's late points (`|T` before the interval) apart, to send each group with its
+    /// own interval's time (Graphite). Otherwise the flusher folds them into the interval's metrics first.
+    var acceptsLatePoints: Bool { get }
+
     /// The page this backend serves on the HTTP port at `path` (Prometheus: `/metrics`), or nil.
     func page(_ path: String) -> HTTPPage?
 
@@ -82,6 +86,7 @@ extension MetricsBackend {
     public var flushesOverlap: Bool { false }
     public var finalFlushWaitsForTick: Bool { false }
     public var statusAsGauges: Bool { true }
+    public var acceptsLatePoints: Bool { false }
     public func page(_ path: String) -> HTTPPage? { nil }
     public var servesPages: Bool { false }
     public var packetForwarder: (any PacketForwarder)? { nil }
@@ -119,6 +124,13 @@ public struct FlushData: Sendable {
         self.prefixStats = prefixStats
         self.percentThreshold = percentThreshold
         self.isFinal = isFinal
+    }
+
+    /// This flush with its late points folded into the interval's metrics (for a backend without timestamps).
+    public func foldingLatePoints() -> FlushData {
+        var data = self
+        data.snapshot = self.snapshot.foldingLatePoints()
+        return data
     }
 
     /// statsd's `numStats`: how many keys of every kind the flush holds.

@@ -42,7 +42,7 @@ public protocol StatsdSampleSink: StatsdKnownKeySink {
     mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer)
     /// A well-formed DogStatsD event (`_e{...}`) or service check (`_sc|...`): not a metric, not a bad line.
     mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool)
-    /// The line's DogStatsD timestamp (`|T<unix seconds>`), reported before its values.
+    /// The line's DogStatsD timestamp (`|T<unix seconds>`), reported after `lineSeen` and before its values.
     mutating func pointTimestamp(_ unixSeconds: Int)
 }
 
@@ -289,10 +289,10 @@ public final class StatsdLineParser: @unchecked Sendable {
         }
         let colon = ByteScan.firstIndex(of: UInt8(ascii: ":"), in: line, from: 0, to: bodyEnd)
         bodyEnd = Self.dogStatsDExtensionStart(line, from: colon, to: bodyEnd)
-        if bodyEnd < line.count, let seconds = Self.dogStatsDTimestamp(line, from: bodyEnd) { sink.pointTimestamp(seconds) }
         let rawKey = UnsafeRawBufferPointer(rebasing: line[0..<colon])
         let key = self.buildKey(rawKey, tags: tags.map { UnsafeRawBufferPointer(rebasing: line[$0]) })
         sink.lineSeen(rawLine, key: key)
+        if bodyEnd < line.count, let seconds = Self.dogStatsDTimestamp(line, from: bodyEnd) { sink.pointTimestamp(seconds) }
         if colon >= bodyEnd {
             // `foo` alone: statsd reads it as `foo:1`, which has no type.
             sink.badValue(line: rawLine, fields: self.implicitValue)

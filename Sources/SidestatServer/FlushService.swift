@@ -122,7 +122,17 @@ public struct FlushService: Service {
                 }
             }
             await self.tick { data, deadline in
-                for mailbox in mailboxes { mailbox.yield((data, deadline)) }
+                // Late points go apart to a backend that sends them with their own time, and are folded into the
+                // interval (once per flush) for the others.
+                var folded: FlushData? = nil
+                for (backend, mailbox) in zip(self.backends, mailboxes) {
+                    if backend.acceptsLatePoints || data.snapshot.late.isEmpty {
+                        mailbox.yield((data, deadline))
+                    } else {
+                        if folded == nil { folded = data.foldingLatePoints() }
+                        mailbox.yield((folded!, deadline))
+                    }
+                }
             }
             // The final flush is in every queue: the group waits until every backend has delivered it (or given up).
             for mailbox in mailboxes { mailbox.finish() }
@@ -174,7 +184,9 @@ public struct FlushService: Service {
     /// Marks now as the start of an interval, in whole seconds down (clients stamp `|T` with the second they are in):
     /// a point stamped earlier is late.
     func startInterval() {
-        self.aggregator.startInterval(at: self.time.unixMilliseconds() / 1000)
+        self.aggregator.startInterval(
+            at: self.time.unixMilliseconds() / 1000,
+            intervalSeconds: max(1, Int(self.configuration.flushInterval.inSeconds.rounded())))
     }
 
     /// Takes the interval's aggregates out of the shards and prepares them for the backends.
@@ -193,6 +205,7 @@ public struct FlushService: Service {
         var snapshot = self.aggregator.takeSnapshot(policy: self.settings.retention)
         self.startInterval()
         snapshot.sortTimerSamples()
+        for index in snapshot.late.indices { snapshot.late[index].snapshot.sortTimerSamples() }
         self.addInternalMetrics(to: &snapshot, timestampLag: lag)
         self.flushState.record(timestampLag: lag)
         let processing = clock.now - start

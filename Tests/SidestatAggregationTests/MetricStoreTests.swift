@@ -116,17 +116,32 @@ struct MetricStoreTests {
         #expect(next.eventsReceived == 0 && next.serviceChecksReceived == 0 && next.events.isEmpty)
     }
 
-    @Test("a point stamped (|T) before the interval began is late: counted, and still in this interval")
+    @Test("a point stamped (|T) before the interval began is late: counted, kept apart by the interval it belongs to, folded back for backends without timestamps")
     func latePoints() {
-        let aggregator = Aggregator(shardCount: 1)
-        aggregator.startInterval(at: 1_700_000_000)
-        var bytes = Array("on.time:1|c|T1700000005\nlate:2|c|c:abc|T1699999990\nlate:3|c|T1699999999".utf8)
-        _ = bytes.withUnsafeMutableBytes { aggregator.ingest(UnsafeRawBufferPointer($0), shard: 0) }
+        let aggregator = Aggregator(shardCount: 2)
+        aggregator.startInterval(at: 1_700_000_000, intervalSeconds: 10)
+        // 1699999990 ≤ t < 1700000000 belongs to the interval flushed at 1700000000; 1699999985 to the one before.
+        self.ingest("on.time:1|c|T1700000005\nlate:2|c|c:abc|T1699999990\nlate:3|c|T1699999999", into: aggregator, shard: 0)
+        self.ingest("older:4|ms|T1699999985\nlate.g:-2|g|T1699999995\non.time:1|c\nlate:1|c", into: aggregator, shard: 1)
         let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
-        #expect(snapshot.latePoints == 2)
-        #expect(snapshot.counters.map { snapshot.string($0.key) } == ["on.time", "late"])
-        #expect(snapshot.counters.map(\.value) == [1, 5])
-        #expect(aggregator.takeSnapshot(policy: RetentionPolicy()).latePoints == 0)
+        #expect(snapshot.latePoints == 4)
+        #expect(self.counters(snapshot) == ["on.time": 2, "late": 1])
+        #expect(snapshot.timers.isEmpty && snapshot.gauges.isEmpty)
+        #expect(snapshot.late.map(\.timestamp) == [1_699_999_990, 1_700_000_000])
+        let older = snapshot.late[0].snapshot
+        #expect(older.timers.map { older.string($0.key) } == ["older"] && older.timerSamples == [4])
+        let last = snapshot.late[1].snapshot
+        #expect(self.counters(last) == ["late": 5])
+        #expect(self.gauges(last) == ["late.g": -2])
+
+        let folded = snapshot.foldingLatePoints()
+        #expect(self.counters(folded) == ["on.time": 2, "late": 6])
+        #expect(folded.timers.map { folded.string($0.key) } == ["older"])
+        #expect(folded.gauges.map(\.value) == [-2])
+        #expect(folded.late.isEmpty && folded.latePoints == 4 && folded.metricsReceived == snapshot.metricsReceived)
+
+        let next = aggregator.takeSnapshot(policy: RetentionPolicy())
+        #expect(next.latePoints == 0 && next.late.isEmpty)
     }
 
     @Test("management deletes by name and by folder")

@@ -117,11 +117,13 @@ final class RecordingBackend: MetricsBackend {
     let name = "recording"
     let destination = "memory"
     let finalFlushWaitsForTick: Bool
+    let acceptsLatePoints: Bool
     let received: AsyncStream<Received>
     private let continuation: AsyncStream<Received>.Continuation
 
-    init(waitsForTick: Bool = false) {
+    init(waitsForTick: Bool = false, acceptsLatePoints: Bool = false) {
         self.finalFlushWaitsForTick = waitsForTick
+        self.acceptsLatePoints = acceptsLatePoints
         (self.received, self.continuation) = AsyncStream.makeStream()
     }
 
@@ -154,10 +156,17 @@ struct FlushServiceTests {
         _ backend: RecordingBackend, time: ManualTime, shutdownTimeout: Int = 10_000,
         _ body: (ServiceGroup) async throws -> Void
     ) async throws {
+        try await self.run([backend], time: time, shutdownTimeout: shutdownTimeout, body)
+    }
+
+    func run(
+        _ backends: [RecordingBackend], time: ManualTime, shutdownTimeout: Int = 10_000,
+        _ body: (ServiceGroup) async throws -> Void
+    ) async throws {
         var configuration = DaemonConfiguration()
         configuration.shutdownTimeout = .milliseconds(shutdownTimeout)
         let service = FlushService(
-            aggregator: self.aggregator, backends: [backend], configuration: configuration, state: self.state,
+            aggregator: self.aggregator, backends: backends, configuration: configuration, state: self.state,
             flushState: FlushState(), time: time, logger: self.quiet)
         let group = ServiceGroup(configuration: .init(services: [service], logger: self.quiet))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -193,6 +202,34 @@ struct FlushServiceTests {
             await group.triggerGracefulShutdown()
         }
         #expect(Array(time.requested.prefix(2)) == [startup + 10_000, startup + 20_000])
+    }
+
+    @Test("late points (|T before the interval): apart, by interval, for a backend with timestamps; folded in for the others")
+    func latePoints() async throws {
+        let startup = self.state.startupTime * 1000
+        let time = ManualTime(now: startup)
+        let stamped = RecordingBackend(acceptsLatePoints: true)
+        let plain = RecordingBackend()
+        var stampedFlushes = stamped.received.makeAsyncIterator()
+        var plainFlushes = plain.received.makeAsyncIterator()
+        try await self.run([stamped, plain], time: time) { group in
+            await time.waitForSleeper(until: startup + 10_000)
+            let start = self.state.startupTime
+            // Two intervals back, one back, and this one.
+            self.ingest("hits:4|c|T\(start - 15)\nhits:2|c|T\(start - 1)\nhits:1|c|T\(start)\nhits:1|c")
+            time.advance(to: startup + 10_000)
+            let apart = try #require(await stampedFlushes.next()).data
+            #expect(self.counter(apart, "hits") == 2)
+            #expect(self.counter(apart, "statsd.late_points") == 2)
+            #expect(apart.snapshot.late.map(\.timestamp) == [start - 10, start])
+            #expect(apart.snapshot.late.map { $0.snapshot.counters.map(\.value) } == [[4], [2]])
+            let folded = try #require(await plainFlushes.next()).data
+            #expect(self.counter(folded, "hits") == 8)
+            #expect(self.counter(folded, "statsd.late_points") == 2)
+            #expect(self.counter(folded, "statsd.metrics_received") == 4)
+            #expect(folded.snapshot.late.isEmpty)
+            await group.triggerGracefulShutdown()
+        }
     }
 
     @Test("the final flush: on shutdown at once, with what came since the last tick and the shutdown deadline")

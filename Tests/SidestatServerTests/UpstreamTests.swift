@@ -75,10 +75,17 @@ extension EndToEnd {
                         backends: ["influxdb"], instance: "web.1",
                         influxdb: {url: "http://127.0.0.1:\(capture.port)/", token: "s3cret", org: "acme", bucket: "apps"}
                         """))
-            Send.udp([Self.sample], port: daemon.udpPort)
+            // And a point stamped two intervals (of a minute) ago: a line at its own interval's time.
+            let stamped = Int(Date().timeIntervalSince1970) - 150
+            Send.udp([Self.sample, "old:5|c|T\(stamped)"], port: daemon.udpPort)
             // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
-            let request = try #require(capture.waitFor { _ in true })
+            let request = try #require(capture.waitFor { ($0["body"] as? String)?.hasPrefix("statsd") == true || ($0["body"] as? String)?.contains("hits,") == true })
+            let late = try #require(capture.waitFor { ($0["body"] as? String)?.hasPrefix("old,") == true })
+            let lateLine = (late["body"] as? String ?? "").split(separator: "\n").first.map(String.init) ?? ""
+            let lateTime = try #require(lateLine.split(separator: " ").last.flatMap { Int($0) })
+            #expect(lateLine.hasPrefix("old,instance=web.1,metric_type=counter count=5,"), "\(lateLine)")
+            #expect(lateTime > stamped && lateTime <= stamped + 60, "\(lateLine)")
             #expect(request["path"] as? String == "/api/v2/write?org=acme&bucket=apps&precision=s")
             let headers = try #require(request["headers"] as? [String: String])
             #expect(headers["authorization"] == "Token s3cret")
@@ -191,7 +198,9 @@ extension EndToEnd {
             let samples: [Double] = [3, 5, 7, 12, 100, 0]
             Send.udp(
                 ["hits:3|c\nhits:4|c\ntemp:21.5|g\nusers:a|s\nusers:b|s\nreq:2|c|#env:prod"]
-                    + samples.map { "latency:\(Int($0))|ms" } + ["balance:-4|d\nbalance:8|d\nbalance:0|d"],
+                    + samples.map { "latency:\(Int($0))|ms" } + ["balance:-4|d\nbalance:8|d\nbalance:0|d"]
+                    // Two intervals (of a minute) late: a point of its own, at that interval's end.
+                    + ["old:5|c|T\(Int(Date().timeIntervalSince1970) - 150)"],
                 port: daemon.udpPort)
             // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
@@ -220,6 +229,17 @@ extension EndToEnd {
             #expect(number(point("users")?["value"]) == 2)
             #expect(point("req")?["attributes"] as? [String: String] == ["env": "prod"])
             #expect(number(point("req")?["value"]) == 2)
+            // The late group comes in a request of its own, at its interval's time.
+            #expect(point("old") == nil)
+            let lateRequest = try #require(capture.waitFor { request in
+                (request["metrics"] as? [[String: Any]])?.contains { $0["name"] as? String == "old" } == true
+            })
+            let lateMetric = try #require((lateRequest["metrics"] as? [[String: Any]])?.first { $0["name"] as? String == "old" })
+            let old = try #require((lateMetric["points"] as? [[String: Any]])?.first)
+            #expect(number(old["value"]) == 5)
+            let oldTime = try #require(number(old["time"])) / 1e9
+            #expect(oldTime > time / 1e9 - 181 && oldTime < time / 1e9 - 59, "\(oldTime) vs \(time / 1e9)")
+            #expect(number(old["time"]).flatMap { t in number(old["start"]).map { t - $0 } } == 60e9)
 
             let latency = try #require(metric("latency"))
             #expect(latency["kind"] as? String == "exponential_histogram")

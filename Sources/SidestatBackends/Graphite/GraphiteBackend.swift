@@ -82,6 +82,9 @@ public final class GraphiteBackend: MetricsBackend {
     /// every other upstream's do.
     public var statusAsGauges: Bool { self.name != "graphite" }
 
+    /// Carbon takes each point's own time: late points are sent at their interval's.
+    public var acceptsLatePoints: Bool { true }
+
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
         guard let delivery = self.delivery else { return }
         let statistics = delivery.statistics
@@ -89,19 +92,36 @@ public final class GraphiteBackend: MetricsBackend {
         (naming.queuedBytes, naming.droppedPoints) = (statistics.queuedBytes, statistics.droppedPoints)
         let clock = ContinuousClock()
         let start = clock.now
-        var encoder = GraphiteEncoder(
-            data: data, configuration: self.configuration, sanitizeNames: self.sanitizeNames,
-            previous: GraphiteStatistics(statistics), naming: naming,
-            now: {
-                let elapsed = clock.now - start
-                return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-            })
+        func encoder(_ data: FlushData) -> GraphiteEncoder {
+            GraphiteEncoder(
+                data: data, configuration: self.configuration, sanitizeNames: self.sanitizeNames,
+                previous: GraphiteStatistics(statistics), naming: naming,
+                now: {
+                    let elapsed = clock.now - start
+                    return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+                })
+        }
+        // The interval's lines, then each group of late points (`|T` before the interval) at its own interval's
+        // time, in the same delivery: carbon stores a point at the time it carries.
+        var encoders = [encoder(data)]
+        for group in data.snapshot.late {
+            var late = data
+            late.timestamp = group.timestamp
+            late.snapshot = group.snapshot
+            var lateEncoder = encoder(late)
+            lateEncoder.includesTrailer = false
+            encoders.append(lateEncoder)
+        }
+        var current = 0
         var skipped = 0
         await delivery.deliver(
             {
-                let chunk = encoder.nextChunk()
-                if chunk == nil { skipped = encoder.skippedNonFinite }
-                return chunk
+                while current < encoders.count {
+                    if let chunk = encoders[current].nextChunk() { return chunk }
+                    skipped += encoders[current].skippedNonFinite
+                    current += 1
+                }
+                return nil
             }, isFinal: data.isFinal, deadline: deadline, logger: logger)
         if skipped > 0 {
             logger.warning(

@@ -155,6 +155,10 @@ public struct GraphiteEncoder {
         self.buffer.reserveCapacity(chunkSize + 4096)
     }
 
+    /// Whether the payload ends with statsd's own lines (`numStats`, `graphiteStats.*`): not for a group of late
+    /// points, which carries only metrics, at its own interval's time.
+    public var includesTrailer = true
+
     /// The next part of the payload, or nil when the flush is complete.
     public mutating func nextChunk() -> Chunk? {
         while self.phase != .done {
@@ -168,7 +172,7 @@ public struct GraphiteEncoder {
             case .sets:
                 self.encodeSets()
             case .trailer:
-                self.trailer()
+                if self.includesTrailer { self.trailer() }
                 self.phase = .lastFrame
                 continue
             case .lastFrame, .done:

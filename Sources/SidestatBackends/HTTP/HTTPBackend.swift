@@ -34,14 +34,18 @@ public final class HTTPBackend: MetricsBackend {
     public let destination: String
     let encode: @Sendable (FlushData) -> [HTTPRequest]
     let delivery: Delivery<HTTPTransport>
+    /// Whether each group of late points is encoded at its own interval's time (an API that takes per-point times:
+    /// InfluxDB, OTLP) rather than folded into the interval by the flusher.
+    public let acceptsLatePoints: Bool
 
     /// - Parameter destination: where the requests go, for the start-up line (the API's URL).
     public init(
         name: String, destination: String = "", retryBufferBytes: Int, startupTime: Double,
-        encode: @escaping @Sendable (FlushData) -> [HTTPRequest]
+        acceptsLatePoints: Bool = false, encode: @escaping @Sendable (FlushData) -> [HTTPRequest]
     ) {
         self.name = name
         self.destination = destination
+        self.acceptsLatePoints = acceptsLatePoints
         self.encode = encode
         self.delivery = Delivery(
             name: name, transport: HTTPTransport(name: name), retryBufferBytes: retryBufferBytes,
@@ -50,13 +54,13 @@ public final class HTTPBackend: MetricsBackend {
 
     /// An HTTP upstream made from its section: `encode` gets each flush and the daemon's instance name.
     public convenience init(
-        name: String, destination: String, context: BackendContext,
+        name: String, destination: String, context: BackendContext, acceptsLatePoints: Bool = false,
         encode: @escaping @Sendable (FlushData, _ instance: String) -> [HTTPRequest]
     ) {
         let instance = context.configuration.instance
         self.init(
             name: name, destination: destination, retryBufferBytes: context.configuration.retryBufferBytes,
-            startupTime: context.startupTime
+            startupTime: context.startupTime, acceptsLatePoints: acceptsLatePoints
         ) { encode($0, instance) }
     }
 
@@ -69,7 +73,16 @@ public final class HTTPBackend: MetricsBackend {
     public var flushesOverlap: Bool { true }
 
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
-        var requests = self.encode(data).makeIterator()
+        var all = self.encode(data)
+        if self.acceptsLatePoints {
+            for group in data.snapshot.late {
+                var late = data
+                late.timestamp = group.timestamp
+                late.snapshot = group.snapshot
+                all += self.encode(late)
+            }
+        }
+        var requests = all.makeIterator()
         await self.delivery.deliver({ requests.next() }, isFinal: data.isFinal, deadline: deadline, logger: logger)
     }
 }

@@ -50,7 +50,7 @@ public struct InfluxDBConfiguration: BackendSection, Hashable {
     }
 
     public func makeBackend(_ context: BackendContext) -> any MetricsBackend {
-        HTTPBackend(name: Self.name, destination: "InfluxDB at \(self.url)", context: context) {
+        HTTPBackend(name: Self.name, destination: "InfluxDB at \(self.url)", context: context, acceptsLatePoints: true) {
             InfluxEncoder.requests($0, configuration: self, instance: $1)
         }
     }

@@ -41,7 +41,9 @@ public struct OTLPConfiguration: BackendSection, Hashable {
     }
 
     public func makeBackend(_ context: BackendContext) -> any MetricsBackend {
-        HTTPBackend(name: Self.name, destination: "OTLP/HTTP at \(self.endpoint)/v1/metrics", context: context) {
+        HTTPBackend(
+            name: Self.name, destination: "OTLP/HTTP at \(self.endpoint)/v1/metrics", context: context, acceptsLatePoints: true
+        ) {
             OTLPEncoder.requests($0, configuration: self, instance: $1)
         }
     }
