@@ -168,9 +168,9 @@ def raw_receiver(tools, packed, seconds):
             "loss": 1 - got["pkts"] / sent["pkts"], "lines_per_pkt": sent["lines_per_pkt"]}
 
 
-def sidestat_ingest(tools, binary, work, packed, seconds):
+def sidestat_ingest(tools, binary, work, packed, seconds, dashboard=False):
     sink = Sink(tools, work, "stats_counts.perf.c.k")
-    server = Sidestat(binary, work, sink.port, 1000)
+    server = Sidestat(binary, work, sink.port, 1000, ", dashboard: { port: %d }" % free_port() if dashboard else "")
     try:
         time.sleep(1.2)
         before = sink.total()
@@ -253,6 +253,8 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build-static", "release", "sidestat"))
     parser.add_argument("--only", default="ingest,memory,timers")
     parser.add_argument("--against", help="a second sidestat binary, run alternately with --binary in the ingest runs")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="also run --binary with the dashboard on, alternately with the others in the ingest runs")
     args = parser.parse_args()
     if not args.skip_build:
         # The shipped build: Swift's runtime linked in statically (no shared Swift libraries to map).
@@ -265,13 +267,15 @@ def main():
     seconds = 1 if args.quick else 3
     rows = []
     if "ingest" in only:
-        binaries = [args.binary] + ([args.against] if args.against else [])
+        # Each variant is a binary, and whether its dashboard is on.
+        binaries = [(args.binary, False)] + ([(args.against, False)] if args.against else []) \
+            + ([(args.binary, True)] if args.dashboard else [])
         for packed in (False, True):
             raw_runs, ours = [], {binary: [] for binary in binaries}
             for rep in range(reps):
                 raw_runs.append(raw_receiver(tools, packed, seconds))
                 for binary in binaries:
-                    ours[binary].append(sidestat_ingest(tools, binary, work, packed, seconds))
+                    ours[binary].append(sidestat_ingest(tools, binary[0], work, packed, seconds, dashboard=binary[1]))
                     log(json.dumps({"packed": packed, "binary": binary, "raw": raw_runs[-1],
                                     "sidestat": ours[binary][-1]}))
             raw_ns = median([r["cpu_ns_per_line"] for r in raw_runs])
@@ -284,7 +288,8 @@ def main():
                 runs = ours[binary]
                 ns = median([r["cpu_ns_per_line"] for r in runs])
                 us = median([r["cpu_us_per_datagram"] for r in runs])
-                label = f"sidestat ({binary})" if args.against else "sidestat"
+                label = f"sidestat ({binary[0]})" if args.against else "sidestat"
+                label += " + dashboard" if binary[1] else ""
                 rows.append((f"{label}, {name}", f"{median([r['lines_per_s'] for r in runs]):,.0f}",
                              f"{ns:,.0f} ns/line, {us:.2f} µs/datagram",
                              f"{(ns / raw_ns):.2f}",

@@ -92,6 +92,9 @@ extension DaemonConfiguration {
         add("instance", quote(self.instance))
         for upstream in self.upstreams { upstream.describe(into: &description) }
         if let port = self.httpPort { add("httpPort", String(port)) }
+        if let dashboard = self.dashboard {
+            add("dashboard", "{ address: \(quote(dashboard.address)), port: \(dashboard.port), budgetMiB: \(dashboard.budgetMiB) }")
+        }
         return (["{"] + description.lines + ["}"]).joined(separator: "\n")
     }
 }

@@ -23,7 +23,7 @@ extension DaemonConfiguration {
         "automaticConfigReload",
         // Sidestat
         "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes", "instance", "httpPort", "httpAddress",
-        "seriesBudget", "tcpIdleTimeout",
+        "seriesBudget", "tcpIdleTimeout", "dashboard",
     ]
 
     /// Reads a statsd configuration file (`config.js` or JSON). `upstreams`: the sections `backends` may name (the
@@ -347,6 +347,29 @@ extension DaemonConfiguration {
         }
         if let port = reader.integer(object["httpPort"], key: "httpPort", in: 0...65_535) { c.httpPort = port }
         if let address = reader.string(object["httpAddress"], key: "httpAddress") { c.httpAddress = address }
+        switch object["dashboard"] {
+        case .undefined, .null:
+            break
+        case .bool(false):
+            c.dashboardDeclined = true
+        case .bool(true):
+            c.dashboard = DashboardConfiguration()
+        default:
+            let section = reader.section(object, "dashboard", example: "{port: 8127, address: \"127.0.0.1\", budgetMiB: 32, flushes: 360}")
+            var dashboard = DashboardConfiguration()
+            if let port = reader.integer(section["port"], key: "dashboard.port", in: 0...65_535) { dashboard.port = port }
+            if let address = reader.string(section["address"], key: "dashboard.address") { dashboard.address = address }
+            if let budget = reader.integer(section["budgetMiB"], key: "dashboard.budgetMiB", in: 1...4096) {
+                dashboard.budgetMiB = budget
+            }
+            if let flushes = reader.integer(section["flushes"], key: "dashboard.flushes", in: 2...3600) {
+                dashboard.flushes = flushes
+            }
+            for key in section.keys where !["port", "address", "budgetMiB", "flushes"].contains(key) {
+                reader.warning("dashboard.\(key) is not a dashboard setting (port, address, budgetMiB, flushes): ignored")
+            }
+            c.dashboard = dashboard
+        }
 
         // Sidestat's own keys.
         if let timeout = reader.integer(

@@ -105,6 +105,10 @@ public struct DaemonConfiguration: Sendable {
     /// The small HTTP port for /healthz and /readyz (and the pages backends serve); nil for none.
     public var httpPort: Int? = nil
     public var httpAddress = "127.0.0.1"
+    /// The live local dashboard (`dashboard: {port, address, budgetMiB}`); nil when off.
+    public var dashboard: DashboardConfiguration? = nil
+    /// `dashboard: false` in the file: not even `sidestat start` turns it on.
+    public var dashboardDeclined = false
 
     /// How long a shutdown may take to deliver the final flush.
     public var shutdownTimeout: Duration = .seconds(10)
@@ -196,5 +200,25 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
             }
             return (self.file.map { "\($0): " } ?? "") + "\(problem.key): \(problem.message)"
         }.joined(separator: "\n")
+    }
+}
+
+/// Where the dashboard is served, and the memory its history may take.
+public struct DashboardConfiguration: Sendable, Hashable {
+    public var address = "127.0.0.1"
+    public var port = 8127
+    /// The history's budget: past it, the keys updated longest ago are evicted (and counted).
+    public var budgetMiB = 32
+    /// Flushes kept per key; nil for an hour's worth (360 at statsd's 10 s), at most 3600.
+    public var flushes: Int? = nil
+    /// Turned on by `sidestat start` on a developer's machine rather than by the file: a port already taken is a
+    /// warning then, not a reason to stop.
+    public var isImplicit = false
+
+    public init(address: String = "127.0.0.1", port: Int = 8127, budgetMiB: Int = 32, isImplicit: Bool = false) {
+        self.address = address
+        self.port = port
+        self.budgetMiB = budgetMiB
+        self.isImplicit = isImplicit
     }
 }

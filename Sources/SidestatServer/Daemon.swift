@@ -26,6 +26,8 @@ public final class Daemon: Sendable {
     let flushService: FlushService
     let keyFlushService: KeyFlushService?
     public let http: HTTPEndpoint?
+    /// The live dashboard's port, when it is on.
+    public let dashboard: HTTPEndpoint?
     let logger: Logger
 
     /// Binds every socket. Throws (and binds nothing further) when an address is unusable.
@@ -112,13 +114,31 @@ public final class Daemon: Sendable {
         var http: HTTPEndpoint? = nil
         let pages = backends.filter(\.servesPages)
         if let (address, port) = httpListener, configuration.httpPort != nil || !pages.isEmpty {
-            http = try await HTTPEndpoint.bind(host: address, port: port, logger: logger) { path in
-                Self.route(path, state: state, backends: backends)
+            http = try await HTTPEndpoint.bind(host: address, port: port, logger: logger) { uri in
+                Self.route(String(uri.prefix { $0 != "?" }), state: state, backends: backends)
             }
             state.addBoundAddress("http=\(address):\(http!.port)")
         }
+        // The dashboard watches the flushes (after the backends) and answers on its own port.
+        var flushBackends = backends
+        var dashboard: HTTPEndpoint? = nil
+        if let settings = configuration.dashboard {
+            let interval = max(configuration.flushInterval.inSeconds, 0.001)
+            let store = DashboardStore(
+                slots: settings.flushes ?? min(3600, max(60, Int((3600 / interval).rounded()))),
+                budgetBytes: settings.budgetMiB << 20)
+            do {
+                dashboard = try await HTTPEndpoint.bind(
+                    host: settings.address, port: settings.port, name: "the dashboard's port", logger: logger
+                ) { uri in DashboardRoutes.route(uri, store: store, backends: backends) }
+                flushBackends.append(DashboardBackend(store: store))
+                state.addBoundAddress("dashboard=\(settings.address):\(dashboard!.port)")
+            } catch let error as ListenError where settings.isImplicit {
+                logger.warning("No dashboard: \(error)")
+            }
+        }
         let flushService = FlushService(
-            aggregator: aggregator, backends: backends, configuration: configuration, state: state,
+            aggregator: aggregator, backends: flushBackends, configuration: configuration, state: state,
             flushState: flushState, logger: logger)
         let keyFlushService = configuration.keyFlush.map {
             KeyFlushService(configuration: $0, aggregator: aggregator, output: output, logger: logger)
@@ -127,7 +147,8 @@ public final class Daemon: Sendable {
         return Daemon(
             configuration: configuration, state: state, aggregator: aggregator, udpListeners: udpListeners,
             streamListeners: streamListeners, management: management, backends: backends,
-            flushService: flushService, keyFlushService: keyFlushService, http: http, logger: logger)
+            flushService: flushService, keyFlushService: keyFlushService, http: http, dashboard: dashboard,
+            logger: logger)
     }
 
     /// `/healthz`: alive (and `health up` on the management port). `/readyz`: listeners bound, and every backend's
@@ -157,9 +178,11 @@ public final class Daemon: Sendable {
     private init(
         configuration: DaemonConfiguration, state: DaemonState, aggregator: Aggregator, udpListeners: [UDPListener],
         streamListeners: [StreamListener], management: ManagementServer, backends: [any MetricsBackend],
-        flushService: FlushService, keyFlushService: KeyFlushService?, http: HTTPEndpoint?, logger: Logger
+        flushService: FlushService, keyFlushService: KeyFlushService?, http: HTTPEndpoint?, dashboard: HTTPEndpoint?,
+        logger: Logger
     ) {
         self.http = http
+        self.dashboard = dashboard
         self.configuration = configuration
         self.state = state
         self.aggregator = aggregator
@@ -185,6 +208,7 @@ public final class Daemon: Sendable {
         }
         services.append(.init(service: self.management, serviceName: "management"))
         if let http = self.http { services.append(.init(service: http, serviceName: "http")) }
+        if let dashboard = self.dashboard { services.append(.init(service: dashboard, serviceName: "dashboard")) }
         for (index, listener) in self.streamListeners.enumerated() {
             services.append(.init(service: listener, serviceName: "tcp\(index)"))
         }
@@ -229,6 +253,10 @@ public final class Daemon: Sendable {
         self.logger.info("server is up", metadata: self.upMetadata)
         for backend in self.backends {
             self.logger.info("backend \(backend.name): \(backend.destination)")
+        }
+        if let dashboard = self.dashboard, let settings = self.configuration.dashboard {
+            let host = settings.address.contains(":") ? "[\(settings.address)]" : settings.address
+            self.logger.info("dashboard at http://\(host):\(dashboard.port)/")
         }
         if self.configuration.path != nil, !self.backends.contains(where: \.deliversUpstream) {
             self.logger.warning(

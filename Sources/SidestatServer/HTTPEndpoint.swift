@@ -22,8 +22,10 @@ public final class HTTPEndpoint: Service, Sendable {
     let logger: Logger
     public let port: Int
 
+    /// - Parameter route: the answer to a GET of a URI (its path and query, as the request line has it).
     static func bind(
-        host: String, port: Int, logger: Logger, route: @escaping @Sendable (String) -> Response
+        host: String, port: Int, name: String = "the HTTP port", logger: Logger,
+        route: @escaping @Sendable (String) -> Response
     ) async throws -> HTTPEndpoint {
         let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
         do {
@@ -38,7 +40,7 @@ public final class HTTPEndpoint: Service, Sendable {
                     }
                 }
         } catch {
-            throw ListenError("the HTTP port", address: host, port: port, error: error)
+            throw ListenError(name, address: host, port: port, error: error)
         }
         return HTTPEndpoint(server: server, route: route, logger: logger)
     }
@@ -60,7 +62,7 @@ public final class HTTPEndpoint: Service, Sendable {
             for try await part in inbound {
                 switch part {
                 case .head(let head):
-                    path = String(head.uri.prefix { $0 != "?" })
+                    path = head.uri
                     keepAlive = head.isKeepAlive
                 case .body:
                     break

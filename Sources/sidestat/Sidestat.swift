@@ -138,9 +138,14 @@ struct StartFailure: Error {
 /// listener that failed, exit code 2).
 /// - Parameter timestamps: false when something else (the Procfile runner) prefixes each line with the time.
 func startDaemon(
-    configPath: String?, output: any TextOutput = StandardOutput.shared, timestamps: Bool = true
+    configPath: String?, output: any TextOutput = StandardOutput.shared, timestamps: Bool = true,
+    implicitDashboard: Bool = false
 ) async -> Result<Daemon, StartFailure> {
-    guard let configuration = loadConfiguration(configPath) else { return .failure(StartFailure(code: 2)) }
+    guard var configuration = loadConfiguration(configPath) else { return .failure(StartFailure(code: 2)) }
+    // `sidestat start` on a developer's machine: the dashboard, unless the file says otherwise.
+    if implicitDashboard, configuration.dashboard == nil, !configuration.dashboardDeclined {
+        configuration.dashboard = DashboardConfiguration(isImplicit: true)
+    }
     let logOutput: any TextOutput =
         configuration.logBackend == .syslog ? SyslogOutput(application: configuration.logApplication) : output
     let level: Logger.Level = configuration.debug ? .debug : .info

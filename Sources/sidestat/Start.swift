@@ -22,7 +22,7 @@ enum Start {
     static let spec = CommandSpec(
         name: "start",
         usage:
-            "sidestat start [<process> ...] [-f <procfile>] [-e <env>[,...]] [-c <name=N>[,...]] [-q <name>[,...]] [-p <port>] [--config <file>] [--no-statsd] [--no-prefix] [--no-color] [-t <seconds>]",
+            "sidestat start [<process> ...] [-f <procfile>] [-e <env>[,...]] [-c <name=N>[,...]] [-q <name>[,...]] [-p <port>] [--config <file>] [--no-statsd] [--no-dashboard] [--no-prefix] [--no-color] [-t <seconds>]",
         abstract: "Run the processes of a Procfile, with the statsd server in the same process tree.",
         discussion: """
             Each process runs as `sh -c COMMAND` in its own process group, with PORT = base + 100 × its type's index + \
@@ -39,6 +39,9 @@ enum Start {
                 help: "Process types whose output is hidden (their started and stopped lines still show)."),
             .init(names: ["--config"], valueName: "file", help: "The statsd configuration file (default: the embedded one)."),
             .init(names: ["--no-statsd"], valueName: nil, help: "Do not run the statsd server."),
+            .init(
+                names: ["--no-dashboard"], valueName: nil,
+                help: "Do not serve the live dashboard (on by default outside a dyno: http://127.0.0.1:8127/)."),
             .init(names: ["--no-prefix"], valueName: nil, help: "Print output lines without the time and name."),
             .init(names: ["--no-color", "--no-colour"], valueName: nil, help: "Never colour the prefixes."),
             .init(
@@ -95,8 +98,11 @@ enum Start {
         var daemon: Daemon? = nil
         if statsd {
             let output = PrefixedOutput(printer: printer, name: "statsd.1", colourIndex: planned.count)
+            // A developer's machine (no $DYNO) gets the dashboard, unless told otherwise.
+            let dashboard = environment["DYNO"] == nil && !parsed.has("--no-dashboard")
             switch await startEmbeddedDaemon(
-                configPath: parsed.value("--config"), output: output, timestamps: false, environment: &environment)
+                configPath: parsed.value("--config"), output: output, timestamps: false, implicitDashboard: dashboard,
+                environment: &environment)
             {
             case .success(let started): daemon = started
             case .failure(let exit): return exit.code
@@ -120,9 +126,10 @@ enum Start {
 /// Starts the embedded server of `start` and `run`, and tells the children where it listens (`environment`).
 func startEmbeddedDaemon(
     configPath: String?, output: any TextOutput = StandardOutput.shared, timestamps: Bool = true,
-    environment: inout [String: String]
+    implicitDashboard: Bool = false, environment: inout [String: String]
 ) async -> Result<Daemon, StartFailure> {
-    let result = await startDaemon(configPath: configPath, output: output, timestamps: timestamps)
+    let result = await startDaemon(
+        configPath: configPath, output: output, timestamps: timestamps, implicitDashboard: implicitDashboard)
     if case .success(let daemon) = result { advertise(daemon, in: &environment) }
     return result
 }
