@@ -127,10 +127,11 @@ public final class Daemon: Sendable {
             let store = DashboardStore(
                 slots: settings.flushes ?? min(3600, max(60, Int((3600 / interval).rounded()))),
                 budgetBytes: settings.budgetMiB << 20)
+            let internalPrefix = configuration.prefixStats + "."
             do {
                 dashboard = try await HTTPEndpoint.bind(
                     host: settings.address, port: settings.port, name: "the dashboard's port", logger: logger
-                ) { uri in DashboardRoutes.route(uri, store: store, backends: backends) }
+                ) { uri in DashboardRoutes.route(uri, store: store, backends: backends, internalPrefix: internalPrefix) }
                 flushBackends.append(DashboardBackend(store: store))
                 state.addBoundAddress("dashboard=\(settings.address):\(dashboard!.port)")
             } catch let error as ListenError where settings.isImplicit {

@@ -27,7 +27,10 @@ final class DashboardBackend: MetricsBackend {
 
 enum DashboardRoutes {
     /// `/` (the page), `/api/keys?q=&offset=&limit=&points=`, `/api/series?key=`, `/api/health`.
-    static func route(_ uri: String, store: DashboardStore, backends: [any MetricsBackend]) -> HTTPEndpoint.Response {
+    /// - Parameter internalPrefix: statsd's own keys' prefix (`prefixStats` and a dot), shown as a group of their own.
+    static func route(
+        _ uri: String, store: DashboardStore, backends: [any MetricsBackend], internalPrefix: String = "statsd."
+    ) -> HTTPEndpoint.Response {
         let (path, query) = Self.split(uri)
         func integer(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) -> Int {
             query[name].flatMap(Int.init).map { min(max($0, range.lowerBound), range.upperBound) } ?? fallback
@@ -39,7 +42,7 @@ enum DashboardRoutes {
         case "/api/keys":
             let body = store.keysJSON(
                 query: query["q"] ?? "", offset: integer("offset", 0, 0...Int.max), limit: integer("limit", 200, 0...2000),
-                points: integer("points", 60, 1...store.slots))
+                points: integer("points", 60, 1...store.slots), internalPrefix: internalPrefix)
             return .init(status: .ok, contentType: json, body: body)
         case "/api/series":
             guard let key = query["key"], let body = store.seriesJSON(key) else {
