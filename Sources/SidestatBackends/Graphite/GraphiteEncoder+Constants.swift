@@ -63,3 +63,12 @@ extension GraphiteEncoder {
         }
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Appends raw bytes through a typed buffer, which `append(contentsOf:)` copies in one go.
+    @inline(__always)
+    mutating func appendRaw(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        self.append(contentsOf: UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count))
+    }
+}

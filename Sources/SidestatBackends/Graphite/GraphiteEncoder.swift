@@ -155,8 +155,7 @@ public struct GraphiteEncoder {
         self.buffer.reserveCapacity(chunkSize + 4096)
     }
 
-    /// Whether the payload ends with statsd's own lines (`numStats`, `graphiteStats.*`): not for a group of late
-    /// points, which carries only metrics, at its own interval's time.
+    /// Whether statsd's own lines end the payload (not for a group of late points: metrics only).
     public var includesTrailer = true
 
     /// The next part of the payload, or nil when the flush is complete.
@@ -489,14 +488,5 @@ public struct GraphiteEncoder {
         var all: [UInt8] = []
         while let chunk = self.nextChunk() { all += chunk.bytes }
         return all
-    }
-}
-
-extension Array where Element == UInt8 {
-    /// Appends raw bytes through a typed buffer, which `append(contentsOf:)` copies in one go.
-    @inline(__always)
-    mutating func appendRaw(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        self.append(contentsOf: UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count))
     }
 }
