@@ -103,13 +103,9 @@ public struct MetricSnapshot: Sendable {
         guard !self.late.isEmpty else { return self }
         var main = self
         main.late = []
+        // A late group holds metrics only (its counts of packets, lines and events are 0): the merge keeps the
+        // interval's own.
         var folded = MetricSnapshot.merge([main] + self.late.map(\.snapshot))
-        // statsd's own counters are the interval's, whatever the late points add.
-        (folded.packetsReceived, folded.metricsReceived, folded.badLinesSeen) =
-            (self.packetsReceived, self.metricsReceived, self.badLinesSeen)
-        (folded.seriesDropped, folded.eventsReceived, folded.serviceChecksReceived, folded.latePoints) =
-            (self.seriesDropped, self.eventsReceived, self.serviceChecksReceived, self.latePoints)
-        folded.events = self.events
         folded.sortTimerSamples()
         return folded
     }
@@ -231,7 +227,7 @@ public struct MetricSnapshot: Sendable {
                 result.badLinesSeen += part.badLinesSeen
                 result.seriesDropped += part.seriesDropped
             }
-            result.addEvents(of: parts)
+            result.addEventsAndLatePoints(of: parts)
             for index in result.timers.indices {
                 let start = result.timerSamples.count
                 result.timerSamples.append(contentsOf: timerSamples[index])
@@ -252,12 +248,13 @@ public struct MetricSnapshot: Sendable {
         result.metricsReceived = parts.reduce(0) { $0 + $1.metricsReceived }
         result.badLinesSeen = parts.reduce(0) { $0 + $1.badLinesSeen }
         result.seriesDropped = parts.reduce(0) { $0 + $1.seriesDropped }
-        result.addEvents(of: parts)
+        result.addEventsAndLatePoints(of: parts)
         return result
     }
 
-    /// Every shard's events and service checks (a shard with nothing else counts as empty).
-    mutating func addEvents(of parts: [MetricSnapshot]) {
+    /// Every shard's events, service checks and late points, grouped by interval (a shard with nothing else counts
+    /// as empty).
+    mutating func addEventsAndLatePoints(of parts: [MetricSnapshot]) {
         self.eventsReceived = parts.reduce(0) { $0 + $1.eventsReceived }
         self.serviceChecksReceived = parts.reduce(0) { $0 + $1.serviceChecksReceived }
         self.events = parts.flatMap(\.events)

@@ -289,9 +289,16 @@ public struct MetricStore: StatsdSampleSink, Sendable {
             .map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
     }
 
+    /// The late group a value of the line being read goes to: none when the line is not late, or when its key is
+    /// too long to keep (a bad line of this interval, counted and logged here).
+    @inline(__always)
+    func lateGroup(for key: UnsafeRawBufferPointer) -> Int? {
+        key.count <= Self.maximumKeyBytes ? self.lateLine : nil
+    }
+
     @inline(__always)
     public mutating func counter(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        if let group = self.lateLine {
+        if let group = self.lateGroup(for: key) {
             self.late[group, default: MetricStore()].counter(key: key, value: value, sampleRate: sampleRate)
             return
         }
@@ -301,32 +308,33 @@ public struct MetricStore: StatsdSampleSink, Sendable {
 
     @inline(__always)
     public mutating func timer(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        if let group = self.lateLine {
-            self.late[group, default: MetricStore()].timer(key: key, value: value, sampleRate: sampleRate)
-            return
-        }
-        guard self.accepts(key, in: self.timers, type: "timer") else { return }
-        self.timers.update(key, initial: TimerAccumulator()) { $0.add(value, weight: 1 / sampleRate) }
+        self.sample(key: key, value: value, sampleRate: sampleRate, isDistribution: false)
     }
 
     /// A DogStatsD distribution's sample: kept as a timer's (Graphite and the console see a timer), the key marked
     /// so that backends with a distribution of their own (Prometheus, OTLP) do not read it as milliseconds.
     @inline(__always)
     public mutating func distribution(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double) {
-        if let group = self.lateLine {
-            self.late[group, default: MetricStore()].distribution(key: key, value: value, sampleRate: sampleRate)
+        self.sample(key: key, value: value, sampleRate: sampleRate, isDistribution: true)
+    }
+
+    @inline(__always)
+    mutating func sample(key: UnsafeRawBufferPointer, value: Double, sampleRate: Double, isDistribution: Bool) {
+        if let group = self.lateGroup(for: key) {
+            self.late[group, default: MetricStore()].sample(
+                key: key, value: value, sampleRate: sampleRate, isDistribution: isDistribution)
             return
         }
         guard self.accepts(key, in: self.timers, type: "timer") else { return }
         self.timers.update(key, initial: TimerAccumulator()) {
             $0.add(value, weight: 1 / sampleRate)
-            $0.isDistribution = true
+            if isDistribution { $0.isDistribution = true }
         }
     }
 
     @inline(__always)
     public mutating func gauge(key: UnsafeRawBufferPointer, value: Double, isDelta: Bool) {
-        if let group = self.lateLine {
+        if let group = self.lateGroup(for: key) {
             self.late[group, default: MetricStore()].gauge(key: key, value: value, isDelta: isDelta)
             return
         }
@@ -341,7 +349,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     }
 
     public mutating func set(key: UnsafeRawBufferPointer, member: UnsafeRawBufferPointer) {
-        if let group = self.lateLine {
+        if let group = self.lateGroup(for: key) {
             self.late[group, default: MetricStore()].set(key: key, member: member)
             return
         }

@@ -126,6 +126,17 @@ public struct FlushData: Sendable {
         self.isFinal = isFinal
     }
 
+    /// Each group of late points as a flush of its own, at the time of the interval it belongs to (for a backend
+    /// that takes per-point times).
+    public var lateFlushes: [FlushData] {
+        self.snapshot.late.map { group in
+            var late = self
+            late.timestamp = group.timestamp
+            late.snapshot = group.snapshot
+            return late
+        }
+    }
+
     /// This flush with its late points folded into the interval's metrics (for a backend without timestamps).
     public func foldingLatePoints() -> FlushData {
         var data = self

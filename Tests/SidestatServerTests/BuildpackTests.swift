@@ -20,7 +20,7 @@ extension EndToEnd {
 
         static let release: Result<Release, TestFailure> = {
             let directory = TestPaths.temporaryDirectory().appendingPathComponent("dist")
-            let (status, output) = run(TestPaths.packageRoot.appendingPathComponent("scripts/release").path, ["--output", directory.path])
+            let (status, output) = runProcess(TestPaths.packageRoot.appendingPathComponent("scripts/release").path, ["--output", directory.path])
             guard status == 0 else { return .failure(TestFailure("scripts/release failed (\(status)):\n\(output)")) }
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
             guard let archive = names.first(where: { $0.hasSuffix(".tar.gz") }) else {
@@ -36,26 +36,6 @@ extension EndToEnd {
 
         static let buildpack = TestPaths.packageRoot.appendingPathComponent("buildpack")
 
-        /// Runs `executable` with `arguments`, waits, and returns its status and merged output.
-        @discardableResult
-        static func run(
-            _ executable: String, _ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil
-        ) -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            if let directory { process.currentDirectoryURL = directory }
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            process.standardInput = FileHandle.nullDevice
-            do { try process.run() } catch { return (-1, "\(error)") }
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, output)
-        }
-
         /// A fresh copy of Examples/heroku-flask, as Heroku's BUILD_DIR (or a CNB app directory) would hold it.
         static func exampleApp() throws -> URL {
             let app = TestPaths.temporaryDirectory().appendingPathComponent("app")
@@ -67,16 +47,16 @@ extension EndToEnd {
         @Test("scripts/release: the archive holds exactly the binary, LICENSE and README; its checksum; it runs without Swift")
         func releaseArchive() throws {
             let release = try Self.release.get()
-            #expect(release.name == "sidestat-\(Self.version)-linux-\(Self.run("/usr/bin/uname", ["-m"]).output.trimmingCharacters(in: .whitespacesAndNewlines))")
-            let listing = Self.run("/usr/bin/tar", ["-tzf", release.archive.path]).output.split(separator: "\n").map(String.init)
+            #expect(release.name == "sidestat-\(Self.version)-linux-\(runProcess("/usr/bin/uname", ["-m"]).output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            let listing = runProcess("/usr/bin/tar", ["-tzf", release.archive.path]).output.split(separator: "\n").map(String.init)
             #expect(listing.sorted() == ["\(release.name)/", "\(release.name)/LICENSE", "\(release.name)/README", "\(release.name)/sidestat"])
-            let check = Self.run("/usr/bin/sha256sum", ["-c", release.name + ".tar.gz.sha256"], in: release.directory)
+            let check = runProcess("/usr/bin/sha256sum", ["-c", release.name + ".tar.gz.sha256"], in: release.directory)
             #expect(check.status == 0 && check.output.contains("OK"), "\(check.output)")
 
             let unpacked = TestPaths.temporaryDirectory()
-            #expect(Self.run("/usr/bin/tar", ["-xzf", release.archive.path, "-C", unpacked.path]).status == 0)
+            #expect(runProcess("/usr/bin/tar", ["-xzf", release.archive.path, "-C", unpacked.path]).status == 0)
             let binary = unpacked.appendingPathComponent("\(release.name)/sidestat").path
-            let ldd = Self.run("/usr/bin/ldd", [binary]).output
+            let ldd = runProcess("/usr/bin/ldd", [binary]).output
             #expect(!ldd.contains("swift") && !ldd.contains("not found"), "\(ldd)")
             let libraries = Set(
                 ldd.split(separator: "\n").compactMap { line in
@@ -86,9 +66,9 @@ extension EndToEnd {
             let documented: Set<String> = ["linux-vdso", "libc", "libm", "libstdc++", "libgcc_s", "ld-linux-x86-64", "ld-linux-aarch64", "libpthread", "libdl", "librt"]
             #expect(libraries.isSubset(of: documented), "\(libraries.subtracting(documented))")
             // The toolchain hidden (/opt/swift emptied in a private mount namespace) and a bare environment.
-            let hidden = Self.run(
+            let hidden = runProcess(
                 "/usr/bin/unshare", ["--mount", "sh", "-c", "mount -t tmpfs none /opt/swift && exec env -i PATH=/usr/bin:/bin \"$0\" --version", binary])
-            let bare = hidden.status == 0 ? hidden : Self.run("/usr/bin/env", ["-i", "PATH=/usr/bin:/bin", binary, "--version"])
+            let bare = hidden.status == 0 ? hidden : runProcess("/usr/bin/env", ["-i", "PATH=/usr/bin:/bin", binary, "--version"])
             #expect(bare.status == 0 && bare.output.contains(Self.version), "\(hidden.output)\n\(bare.output)")
             let readme = try String(contentsOf: unpacked.appendingPathComponent("\(release.name)/README"), encoding: .utf8)
             #expect(readme.contains("Sidestat \(Self.version)") && readme.contains("glibc"), "\(readme)")
@@ -120,13 +100,13 @@ extension EndToEnd {
             try url.write(to: environment.appendingPathComponent("SIDESTAT_DOWNLOAD_URL"), atomically: true, encoding: .utf8)
 
             let app = try Self.exampleApp()
-            let detect = Self.run(Self.buildpack.appendingPathComponent("bin/detect").path, [app.path])
+            let detect = runProcess(Self.buildpack.appendingPathComponent("bin/detect").path, [app.path])
             #expect(detect.status == 0 && detect.output == "Sidestat\n", "\(detect.output)")
             let empty = TestPaths.temporaryDirectory()
-            #expect(Self.run(Self.buildpack.appendingPathComponent("bin/detect").path, [empty.path]).status == 1)
+            #expect(runProcess(Self.buildpack.appendingPathComponent("bin/detect").path, [empty.path]).status == 1)
 
             let compile = Self.buildpack.appendingPathComponent("bin/compile").path
-            let first = Self.run(compile, [app.path, cache.path, environment.path])
+            let first = runProcess(compile, [app.path, cache.path, environment.path])
             #expect(first.status == 0, "\(first.output)")
             #expect(first.output.contains("-----> Installing Sidestat \(Self.version)") && first.output.contains("Downloading \(url)"), "\(first.output)")
             #expect(FileManager.default.isExecutableFile(atPath: app.appendingPathComponent(".sidestat/bin/sidestat").path))
@@ -136,7 +116,7 @@ extension EndToEnd {
             // A second build with the same cache: the archive is gone from its URL, and nothing is downloaded.
             try FileManager.default.removeItem(at: served.appendingPathComponent(release.name + ".tar.gz"))
             let secondApp = try Self.exampleApp()
-            let second = Self.run(compile, [secondApp.path, cache.path, environment.path])
+            let second = runProcess(compile, [secondApp.path, cache.path, environment.path])
             #expect(second.status == 0, "\(second.output)")
             #expect(second.output.contains("Using the cached Sidestat") && !second.output.contains("Downloading"), "\(second.output)")
 
@@ -197,7 +177,7 @@ extension EndToEnd {
                     try release.url.write(to: environment.appendingPathComponent("SIDESTAT_DOWNLOAD_URL"), atomically: true, encoding: .utf8)
                 }
                 let app = try Self.exampleApp()
-                let result = Self.run(compile, [app.path, TestPaths.temporaryDirectory().path, environment.path])
+                let result = runProcess(compile, [app.path, TestPaths.temporaryDirectory().path, environment.path])
                 #expect(result.status == 1, "\(result.output)")
                 let errors = result.output.split(separator: "\n").filter { $0.hasPrefix(" !") }
                 #expect(errors.count == 1 && errors[0].hasPrefix(" !     Sidestat: \(message)"), "\(result.output)")
@@ -221,11 +201,11 @@ extension EndToEnd {
             // detect: the lifecycle's plan path; 0 and a plan for the app, 100 for an app without Sidestat's files.
             let plan = TestPaths.temporaryDirectory().appendingPathComponent("plan.toml")
             let detectEnvironment = ["CNB_PLATFORM_DIR": platform.path, "CNB_BUILD_PLAN_PATH": plan.path]
-            let detect = Self.run(Self.buildpack.appendingPathComponent("bin/detect").path, [], environment: detectEnvironment, in: app)
+            let detect = runProcess(Self.buildpack.appendingPathComponent("bin/detect").path, [], environment: detectEnvironment, in: app)
             #expect(detect.status == 0, "\(detect.output)")
             let planText = try String(contentsOf: plan, encoding: .utf8)
             #expect(planText.contains("[[provides]]\nname = \"sidestat\"") && planText.contains("[[requires]]\nname = \"sidestat\""))
-            let other = Self.run(
+            let other = runProcess(
                 Self.buildpack.appendingPathComponent("bin/detect").path, [], environment: detectEnvironment, in: TestPaths.temporaryDirectory())
             #expect(other.status == 100)
 
@@ -236,7 +216,7 @@ extension EndToEnd {
             try "[[entries]]\nname = \"sidestat\"\n".write(to: bpPlan, atomically: true, encoding: .utf8)
             let buildEnvironment = ["CNB_LAYERS_DIR": layers.path, "CNB_PLATFORM_DIR": platform.path, "CNB_BP_PLAN_PATH": bpPlan.path]
             let build = Self.buildpack.appendingPathComponent("bin/build").path
-            let first = Self.run(build, [], environment: buildEnvironment, in: app)
+            let first = runProcess(build, [], environment: buildEnvironment, in: app)
             #expect(first.status == 0 && first.output.contains("Downloading \(url)"), "\(first.output)")
             let sha256 = try String(contentsOf: served.appendingPathComponent(release.name + ".tar.gz.sha256"), encoding: .utf8)
                 .split(separator: " ").first.map(String.init) ?? "?"
@@ -245,11 +225,11 @@ extension EndToEnd {
             let cacheLayer = try String(contentsOf: layers.appendingPathComponent("archive.toml"), encoding: .utf8)
             #expect(cacheLayer == "[types]\ncache = true\n\n[metadata]\nversion = \"\(Self.version)\"\nurl = \"\(url)\"\nsha256 = \"\(sha256)\"\n")
             let binary = layers.appendingPathComponent("sidestat/bin/sidestat").path
-            #expect(Self.run(binary, ["--version"]).output.contains(Self.version))
+            #expect(runProcess(binary, ["--version"]).output.contains(Self.version))
 
             // The next build: the lifecycle restores the cached layers; the archive is gone from its URL.
             try FileManager.default.removeItem(at: served.appendingPathComponent(release.name + ".tar.gz"))
-            let second = Self.run(build, [], environment: buildEnvironment, in: app)
+            let second = runProcess(build, [], environment: buildEnvironment, in: app)
             #expect(second.status == 0, "\(second.output)")
             #expect(second.output.contains("Using the cached Sidestat") && second.output.contains("Reusing the sidestat layer"), "\(second.output)")
             #expect(!second.output.contains("Downloading"))

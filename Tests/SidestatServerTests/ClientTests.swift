@@ -16,16 +16,9 @@ extension EndToEnd {
             let python = try Self.python(package)
             let sink = try LineSink()
             let daemon = try SidestatProcess(config: testConfig(graphitePort: sink.port, flushInterval: 60_000))
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: python)
-            process.arguments = ["-c", script.replacingOccurrences(of: "PORT", with: String(daemon.udpPort))]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(output)")
+            let (status, output) = runProcess(
+                python, ["-c", script.replacingOccurrences(of: "PORT", with: String(daemon.udpPort))])
+            #expect(status == 0, "\(output)")
             // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
             #expect(daemon.terminate() == 0)
             return sink.lines
@@ -33,9 +26,8 @@ extension EndToEnd {
 
         /// Runs `script` with the virtualenv's python and expects it to succeed.
         func client(_ package: String, _ script: String) throws {
-            let process = try Process.run(URL(fileURLWithPath: try Self.python(package)), arguments: ["-c", script])
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0)
+            let (status, output) = runProcess(try Self.python(package), ["-c", script])
+            #expect(status == 0, "\(output)")
         }
 
         /// A daemon with one interval a minute, on a UDP port and on `listener`.

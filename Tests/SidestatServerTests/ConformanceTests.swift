@@ -42,23 +42,16 @@ extension EndToEnd {
             }
             let caseFiles = try manager.contentsOfDirectory(atPath: work.path).filter { $0.hasSuffix(".statsd") }.sorted()
                 .map { work.appendingPathComponent($0).path }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             // A case mostly waits for its flushes (1 s apart): 16 at once take a quarter of the time 4 do, and pass
             // with both cores busy.
-            process.arguments =
+            let (status, output) = runProcess(
+                "/usr/bin/env",
                 ["python3", harness, "--check", "-j", "16", "--server-cmd", "\(TestPaths.sidestat) --config {config}"]
-                + caseFiles
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
+                    + caseFiles)
             let failures = output.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
             #expect(failures.isEmpty, "\(output)")
             #expect(output.contains("0/\(caseFiles.count) cases differ"), "\(output)")
-            #expect(process.terminationStatus == 0)
+            #expect(status == 0)
         }
     }
 }

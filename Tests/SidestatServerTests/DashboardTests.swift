@@ -136,16 +136,8 @@ extension EndToEnd {
                     print(json.dumps({"kinds": kinds, "summary": summary, "filtered": filtered, "bad": bad}))
                     browser.close()
                 """
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: python)
-            process.arguments = ["-c", script]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(output)")
+            let (status, output) = runProcess(python, ["-c", script])
+            #expect(status == 0, "\(output)")
             let result = try #require(
                 output.split(separator: "\n").last.flatMap {
                     try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]

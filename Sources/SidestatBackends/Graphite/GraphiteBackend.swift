@@ -104,10 +104,7 @@ public final class GraphiteBackend: MetricsBackend {
         // The interval's lines, then each group of late points (`|T` before the interval) at its own interval's
         // time, in the same delivery: carbon stores a point at the time it carries.
         var encoders = [encoder(data)]
-        for group in data.snapshot.late {
-            var late = data
-            late.timestamp = group.timestamp
-            late.snapshot = group.snapshot
+        for late in data.lateFlushes {
             var lateEncoder = encoder(late)
             lateEncoder.includesTrailer = false
             encoders.append(lateEncoder)

@@ -73,16 +73,8 @@ public final class HTTPBackend: MetricsBackend {
     public var flushesOverlap: Bool { true }
 
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
-        var all = self.encode(data)
-        if self.acceptsLatePoints {
-            for group in data.snapshot.late {
-                var late = data
-                late.timestamp = group.timestamp
-                late.snapshot = group.snapshot
-                all += self.encode(late)
-            }
-        }
-        var requests = all.makeIterator()
+        let flushes = [data] + (self.acceptsLatePoints ? data.lateFlushes : [])
+        var requests = flushes.flatMap(self.encode).makeIterator()
         await self.delivery.deliver({ requests.next() }, isFinal: data.isFinal, deadline: deadline, logger: logger)
     }
 }

@@ -335,3 +335,23 @@ private func freeTCPPort() -> Int {
     }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+/// Runs `executable` with `arguments`, waits, and returns its status and merged output.
+@discardableResult
+func runProcess(
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil
+) -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    if let directory { process.currentDirectoryURL = directory }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    process.standardInput = FileHandle.nullDevice
+    do { try process.run() } catch { return (-1, "\(error)") }
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
