@@ -99,6 +99,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What several test targets read Sidestat's output with: Snappy and Remote-Write decoders, a log recorder.
+        .target(
+            name: "SidestatTestSupport", dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Tests/SidestatTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "SidestatProtocolTests", dependencies: ["SidestatProtocol"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SidestatAggregationTests", dependencies: ["SidestatAggregation"], swiftSettings: swiftSettings),
@@ -112,14 +116,16 @@ let package = Package(
         .testTarget(name: "SidestatRunnerTests", dependencies: ["SidestatRunner"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SidestatBackendsTests",
-            dependencies: ["SidestatBackends", "SidestatAggregation", "SidestatConfiguration", "SidestatSupport"],
+            dependencies: [
+                "SidestatBackends", "SidestatAggregation", "SidestatConfiguration", "SidestatSupport", "SidestatTestSupport",
+            ],
             swiftSettings: swiftSettings
         ),
         // End-to-end: the built `sidestat` executable with real sockets, processes, carbon-cache and PyPI clients.
         .testTarget(
             name: "SidestatServerTests",
             dependencies: [
-                "SidestatServer", "SidestatBackends", "SidestatClient", "sidestat",
+                "SidestatServer", "SidestatBackends", "SidestatClient", "SidestatTestSupport", "sidestat",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

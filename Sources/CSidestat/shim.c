@@ -248,7 +248,10 @@ int sidestat_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1,
 #define SIDESTAT_CURLOPT_NOSIGNAL 99
 #define SIDESTAT_CURLOPT_TIMEOUT_MS 155
 #define SIDESTAT_CURLOPT_CONNECTTIMEOUT_MS 156
+#define SIDESTAT_CURLOPT_WRITEDATA 10001
 #define SIDESTAT_CURLINFO_RESPONSE_CODE 0x200002
+// CURLINFO_OFF_T + 57, libcurl 7.66 and later (an older one answers an error, and there is no Retry-After).
+#define SIDESTAT_CURLINFO_RETRY_AFTER 0x600039
 
 struct sidestat_slist;
 static struct {
@@ -286,17 +289,36 @@ static void sidestat_load_curl(void) {
     }
 }
 
-static size_t sidestat_discard(char *data, size_t size, size_t count, void *context) {
-    (void)data; (void)context;
-    return size * count;
+/// The start of a response body: what fits in `size` bytes is kept, the rest is read and dropped.
+struct sidestat_response {
+    char *data;
+    size_t size;
+    size_t used;
+};
+
+static size_t sidestat_keep_start(char *data, size_t size, size_t count, void *context) {
+    struct sidestat_response *response = context;
+    size_t length = size * count;
+    if (response && response->data && response->used + 1 < response->size) {
+        size_t room = response->size - 1 - response->used;
+        size_t taken = length < room ? length : room;
+        memcpy(response->data + response->used, data, taken);
+        response->used += taken;
+        response->data[response->used] = 0;
+    }
+    return length;
 }
 
 int sidestat_http_request(const char *method, const char *url, const char *const *headers, int header_count,
                           const void *body, size_t body_length, const char *userpwd, long timeout_ms,
                           long connect_timeout_ms, long *status,
-                          char *error, size_t error_size) {
+                          char *error, size_t error_size, char *response, size_t response_size,
+                          long long *retry_after) {
     pthread_once(&curl.once, sidestat_load_curl);
     *status = 0;
+    if (retry_after) *retry_after = -1;
+    if (response && response_size > 0) response[0] = 0;
+    struct sidestat_response kept = {response, response_size, 0};
     if (!curl.loaded) {
         snprintf(error, error_size, "libcurl (libcurl.so.4) cannot be loaded");
         return -1;
@@ -314,7 +336,8 @@ int sidestat_http_request(const char *method, const char *url, const char *const
     curl.easy_setopt(handle, SIDESTAT_CURLOPT_ERRORBUFFER, curl_error);
     curl.easy_setopt(handle, SIDESTAT_CURLOPT_TIMEOUT_MS, timeout_ms);
     curl.easy_setopt(handle, SIDESTAT_CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
-    curl.easy_setopt(handle, SIDESTAT_CURLOPT_WRITEFUNCTION, sidestat_discard);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_WRITEFUNCTION, sidestat_keep_start);
+    curl.easy_setopt(handle, SIDESTAT_CURLOPT_WRITEDATA, &kept);
     if (list) curl.easy_setopt(handle, SIDESTAT_CURLOPT_HTTPHEADER, list);
     if (userpwd) curl.easy_setopt(handle, SIDESTAT_CURLOPT_USERPWD, userpwd);
     if (body) {
@@ -325,6 +348,10 @@ int sidestat_http_request(const char *method, const char *url, const char *const
     int result = curl.easy_perform(handle);
     if (result == 0) {
         curl.easy_getinfo(handle, SIDESTAT_CURLINFO_RESPONSE_CODE, status);
+        long long seconds = -1;
+        if (retry_after && curl.easy_getinfo(handle, SIDESTAT_CURLINFO_RETRY_AFTER, &seconds) == 0 && seconds > 0) {
+            *retry_after = seconds;
+        }
     } else {
         snprintf(error, error_size, "%s", curl_error[0] ? curl_error : (curl.easy_strerror ? curl.easy_strerror(result) : "curl error"));
     }

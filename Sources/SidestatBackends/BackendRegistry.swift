@@ -55,6 +55,7 @@ public enum BackendRegistry {
         InfluxDBConfiguration.self,
         PrometheusConfiguration.self,
         OTLPConfiguration.self,
+        RemoteWriteConfiguration.self,
         RepeaterConfiguration.self,
     ]
 

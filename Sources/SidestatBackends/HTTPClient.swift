@@ -46,6 +46,10 @@ public enum HTTPClient {
         public var status: Int
         /// Whether a connection was made (false when it was refused or could not be made).
         public var connected = true
+        /// The start of the response body (at most 512 bytes), for messages: what the upstream says is wrong.
+        public var body = ""
+        /// The seconds a `Retry-After` header asked for (a 429 or 503 answer), when there was one.
+        public var retryAfter: Int? = nil
         /// Whether sending the same request again may succeed (no response, 408, 429, 5xx); any other status is the
         /// upstream refusing the request for good.
         public var retryable: Bool { self.status == 0 || self.status == 408 || self.status == 429 || self.status >= 500 }
@@ -76,7 +80,13 @@ public enum HTTPClient {
                 description: "\(origin): \(reason)", status: outcome.status, connected: ![-1, 6, 7].contains(outcome.code))
         }
         guard (200..<300).contains(outcome.status) else {
-            throw Failure(description: "\(origin): HTTP \(outcome.status)", status: outcome.status)
+            // The first line of what the upstream said, when it said something: "HTTP 400: out of order sample".
+            let said = outcome.body.split(whereSeparator: \.isNewline).first.map {
+                String($0.drop { $0 == " " || $0 == "\t" }.prefix(200))
+            } ?? ""
+            throw Failure(
+                description: "\(origin): HTTP \(outcome.status)" + (said.isEmpty ? "" : ": \(said)"),
+                status: outcome.status, body: outcome.body, retryAfter: outcome.retryAfter)
         }
         return outcome.status
     }
@@ -84,9 +94,11 @@ public enum HTTPClient {
     /// Returns the status, curl's result code and its error message (nil when a response came).
     static func perform(
         _ request: HTTPRequest, timeoutMilliseconds: Int, connectTimeoutMilliseconds: Int
-    ) -> (status: Int, code: Int32, error: String?) {
+    ) -> (status: Int, code: Int32, error: String?, body: String, retryAfter: Int?) {
         var status = 0
         var error = [CChar](repeating: 0, count: 512)
+        var response = [CChar](repeating: 0, count: 513)
+        var retryAfter: Int64 = -1
         let headers: [UnsafeMutablePointer<CChar>?] = request.headers.map { strdup($0) }
         defer { for header in headers { free(header) } }
         let constant: [UnsafePointer<CChar>?] = headers.map { $0.map { UnsafePointer($0) } }
@@ -94,12 +106,16 @@ public enum HTTPClient {
             request.body.withUnsafeBytes { body in
                 sidestat_http_request(
                     request.method, request.url, headerPointers.baseAddress, Int32(headerPointers.count),
-                    body.baseAddress, body.count, request.basicAuth, timeoutMilliseconds, connectTimeoutMilliseconds, &status, &error, error.count)
+                    body.baseAddress, body.count, request.basicAuth, timeoutMilliseconds, connectTimeoutMilliseconds, &status,
+                    &error, error.count, &response, response.count, &retryAfter)
             }
         }
-        if result != 0 {
-            return (0, result, String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        func text(_ characters: [CChar]) -> String {
+            String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
-        return (status, 0, nil)
+        if result != 0 {
+            return (0, result, text(error), "", nil)
+        }
+        return (status, 0, nil, text(response), retryAfter > 0 ? Int(retryAfter) : nil)
     }
 }

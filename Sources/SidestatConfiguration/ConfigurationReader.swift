@@ -53,6 +53,16 @@ public struct ConfigurationReader {
         }
     }
 
+    /// A warning for each key of a section's object that the section does not read, with the nearest it does
+    /// (`remoteWrite.ur` → `did you mean "url"?`).
+    public mutating func warnUnknownKeys(in object: JSObject, of section: String, known: [String]) {
+        let knownKeys = Set(known)
+        for key in object.keys where !knownKeys.contains(key) {
+            let hint = DaemonConfiguration.nearestKey(to: key, in: knownKeys).map { " (did you mean \"\($0)\"?)" } ?? ""
+            self.warning("unknown configuration key \"\(section).\(key)\" is ignored\(hint)")
+        }
+    }
+
     /// A number, or a string holding one (as `process.env.X` gives), the way `Number(x)` reads it.
     public mutating func number(_ value: JSValue, key: String) -> Double? {
         switch value {

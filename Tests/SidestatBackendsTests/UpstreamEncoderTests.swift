@@ -15,24 +15,7 @@ struct UpstreamEncoderTests {
         counters: [(String, Double)] = [], gauges: [(String, Double)] = [], timers: [(String, [Double])] = [],
         timestamp: Int = 1_700_000_000
     ) -> FlushData {
-        var snapshot = MetricSnapshot()
-        for (key, value) in counters {
-            snapshot.counters.append(.init(key: snapshot.store(key), value: value))
-        }
-        for (key, value) in gauges {
-            snapshot.gauges.append(.init(key: snapshot.store(key), value: value, updated: 0))
-        }
-        for (key, samples) in timers {
-            let start = snapshot.timerSamples.count
-            snapshot.timerSamples += samples.sorted()
-            snapshot.timers.append(
-                .init(key: snapshot.store(key), samples: start..<snapshot.timerSamples.count, count: Double(samples.count)))
-        }
-        let statistics = TimerStatisticsConfiguration(
-            percentThreshold: [90], histogram: [], calculatedTimerMetrics: nil, flushIntervalSeconds: 10)
-        return FlushData(
-            timestamp: timestamp, snapshot: snapshot, flushInterval: .seconds(10), processingTime: .zero,
-            timerStatistics: statistics, prefixStats: "statsd", percentThreshold: [90], isFinal: false)
+        makeFlush(counters: counters, gauges: gauges, timers: timers, timestamp: timestamp)
     }
 
     @Test("InfluxDB line protocol: escaped names and tags, the instance and type as tags, no NaN or Infinity")
@@ -65,7 +48,8 @@ struct UpstreamEncoderTests {
             self.flush(counters: [("api.v1-hits;env=prod;__name__=x;a:b=c", 3)], timers: [("db.query", [])]),
             deadline: .now, logger: logger)
         let text = backend.render()
-        #expect(text.contains("# TYPE api_v1_hits_total counter\napi_v1_hits_total{a_b=\"c\",env=\"prod\",sidestat_instance=\"web \\\"1\\\"\"} 5\n"), "\(text)")
+        // A tag named __name__ cannot set the metric name: it becomes exported___name__.
+        #expect(text.contains("# TYPE api_v1_hits_total counter\napi_v1_hits_total{a_b=\"c\",env=\"prod\",exported___name__=\"x\",sidestat_instance=\"web \\\"1\\\"\"} 5\n"), "\(text)")
         #expect(text.contains("db_query_seconds_bucket{sidestat_instance=\"web \\\"1\\\"\",le=\"0.01\"} 1\n"))
         #expect(text.contains("db_query_seconds_bucket{sidestat_instance=\"web \\\"1\\\"\",le=\"0.1\"} 2\n"))
         #expect(text.contains("db_query_seconds_bucket{sidestat_instance=\"web \\\"1\\\"\",le=\"+Inf\"} 3\n"))

@@ -30,7 +30,7 @@ extension EndToEnd {
         }()
 
         static var version: String {
-            let source = (try? String(contentsOf: TestPaths.packageRoot.appendingPathComponent("Sources/sidestat/Version.swift"), encoding: .utf8)) ?? ""
+            let source = (try? String(contentsOf: TestPaths.packageRoot.appendingPathComponent("Sources/SidestatSupport/Version.swift"), encoding: .utf8)) ?? ""
             return source.split(separator: "\"").dropFirst().first.map(String.init) ?? "?"
         }
 

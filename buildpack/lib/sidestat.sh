@@ -8,7 +8,7 @@
 #   SIDESTAT_SHA256        the archive's SHA-256; without it, the checksum is read from "<URL>.sha256", which
 #                          scripts/release writes beside every archive
 
-# The release this buildpack installs by default; a test checks that it is Sources/sidestat/Version.swift's.
+# The release this buildpack installs by default; a test checks that it is Sources/SidestatSupport/Version.swift's.
 SIDESTAT_DEFAULT_VERSION="0.9.0"
 SIDESTAT_DOWNLOAD_BASE="https://github.com/sidestat/sidestat/releases/download"
 

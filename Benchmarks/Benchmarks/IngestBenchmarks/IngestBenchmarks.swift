@@ -145,4 +145,49 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(encodeGraphite(data).bytes)
         }
     }
+
+    // Remote write: one flush of 100,000 series (40k counters and 30k gauges with DogStatsD tags, 30k timers of 10
+    // samples each as native histograms) folded into the series, encoded as WriteRequests and Snappy-compressed.
+    // The steady state (every series known, as at every flush after the first), then the first flush.
+    let remoteWriteData = remoteWriteFlush()
+    let remoteWriteMetrics: [BenchmarkMetric] = [
+        .cpuTotal, .wallClock, .peakMemoryResident, .mallocCountTotal,
+        .custom("protobuf bytes", polarity: .prefersSmaller, useScalingFactor: false),
+        .custom("snappy bytes", polarity: .prefersSmaller, useScalingFactor: false),
+    ]
+    func measureSizes(_ benchmark: Benchmark, _ requests: [RemoteWriteRequest]) {
+        benchmark.measurement(.custom("protobuf bytes"), requests.reduce(0) { $0 + $1.uncompressedBytes })
+        benchmark.measurement(.custom("snappy bytes"), requests.reduce(0) { $0 + $1.body.count })
+    }
+    func remoteWriteConfiguration(iterations: Int) -> Benchmark.Configuration {
+        .init(
+            metrics: remoteWriteMetrics, timeUnits: .milliseconds, maxDuration: .seconds(smoke ? 1 : 10),
+            maxIterations: smoke ? 2 : iterations)
+    }
+    Benchmark(
+        "encode: remote write, one flush of 100k series (native histograms), series known",
+        configuration: remoteWriteConfiguration(iterations: 30)
+    ) { benchmark in
+        let backend = remoteWriteBackend()
+        _ = backend.encode(remoteWriteData)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            let requests = backend.encode(remoteWriteData)
+            benchmark.stopMeasurement()
+            measureSizes(benchmark, requests)
+            benchmark.startMeasurement()
+        }
+    }
+    Benchmark(
+        "encode: remote write, the first flush of 100k series (every series new)",
+        configuration: remoteWriteConfiguration(iterations: 10)
+    ) { benchmark in
+        for _ in benchmark.scaledIterations {
+            let backend = remoteWriteBackend()
+            benchmark.startMeasurement()
+            let requests = backend.encode(remoteWriteData)
+            benchmark.stopMeasurement()
+            measureSizes(benchmark, requests)
+        }
+    }
 }

@@ -6,9 +6,13 @@
 // A fixed amount of ingest work, for instruction counts that do not depend on a noisy machine:
 //   valgrind --tool=callgrind .build/release/IngestProbe parse|aggregate|timers 2000
 //   valgrind --tool=callgrind .build/release/IngestProbe encode 100000   (N timer keys x 1 sample, Graphite plaintext)
+//   .build/release/IngestProbe remotewrite 10   (N flushes of 100k series to remote write, the first new)
 import BenchmarkSupport
 import SidestatAggregation
 import SidestatProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
 
 func datagrams(prefix: String, type: String) -> [[UInt8]] {
     var result: [[UInt8]] = []
@@ -53,6 +57,30 @@ case "parse":
         for datagram in packed { datagram.withUnsafeBytes { parser.parse($0, into: &sink) } }
     }
     print("lines:", lines * rounds, sink.count)
+case "remotewrite":
+    /// A line of /proc/self/status, in MiB (`VmRSS`, `VmHWM`).
+    func memory(_ field: String) -> Double {
+        var bytes = [UInt8](repeating: 0, count: 8192)
+        let fd = open("/proc/self/status", O_RDONLY)
+        let count = read(fd, &bytes, bytes.count)
+        close(fd)
+        let status = String(decoding: bytes.prefix(max(0, count)), as: UTF8.self)
+        let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
+        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+    }
+    let data = remoteWriteFlush()
+    print("RSS with the flush's data:", memory("VmRSS"), "MiB, peak so far", memory("VmHWM"), "MiB")
+    let backend = remoteWriteBackend()
+    var bytes = (protobuf: 0, snappy: 0)
+    let clock = ContinuousClock()
+    for round in 0..<rounds {
+        let start = clock.now
+        let requests = backend.encode(data)
+        bytes = (requests.reduce(0) { $0 + $1.uncompressedBytes }, requests.reduce(0) { $0 + $1.body.count })
+        print("flush", round, "took", clock.now - start)
+    }
+    print("flushes:", rounds, "protobuf bytes:", bytes.protobuf, "snappy bytes:", bytes.snappy)
+    print("RSS after:", memory("VmRSS"), "MiB, peak", memory("VmHWM"), "MiB")
 case "encode":
     let aggregator = Aggregator(shardCount: 1)
     var key = 0

@@ -32,3 +32,31 @@ public func encodeGraphite(_ data: FlushData) -> (lines: Int, bytes: Int) {
     }
     return (lines, bytes)
 }
+
+/// One flush of 100,000 series for remote write: 40k counters and 30k gauges with DogStatsD tags, 30k timers of 10
+/// samples each (native histograms).
+public func remoteWriteFlush() -> FlushData {
+    let aggregator = Aggregator(shardCount: 1)
+    var lines: [String] = []
+    for key in 0..<40_000 { lines.append("app.requests.k\(key):1|c|#route:/r\(key % 50),status:200") }
+    for key in 0..<30_000 { lines.append("app.queue.k\(key):\(key % 97)|g|#route:/r\(key % 50)") }
+    for key in 0..<30_000 {
+        for sample in 0..<10 {
+            lines.append("app.latency.k\(key):\(1 + (key * 7 + sample * 53) % 500)|ms|#route:/r\(key % 50)")
+        }
+    }
+    var index = 0
+    while index < lines.count {
+        let datagram = Array(lines[index..<min(index + 20, lines.count)].joined(separator: "\n").utf8)
+        datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) }
+        index += 20
+    }
+    return flushData(of: aggregator)
+}
+
+/// A remote-write backend that sends nowhere (its `encode` is what the benchmarks measure).
+public func remoteWriteBackend() -> RemoteWriteBackend {
+    RemoteWriteBackend(
+        configuration: RemoteWriteConfiguration(url: "http://127.0.0.1:1/api/v1/write"), instance: "web.1",
+        startupTime: 0)
+}

@@ -90,12 +90,15 @@ int sidestat_set_child_subreaper(void);
 /// costs nothing until an HTTP upstream is configured). `headers` is an array of `header_count` "Name: value"
 /// strings; `userpwd` ("user:password", for basic auth) may be NULL. `timeout_ms` bounds the whole request,
 /// `connect_timeout_ms` (at most `timeout_ms`) the connection. On return `*status` holds the HTTP status (0
-/// when no response came) and `error` (of `error_size` bytes) a message when the result is not 0.
+/// when no response came) and `error` (of `error_size` bytes) a message when the result is not 0. `response` (may
+/// be NULL) receives the start of the response body, NUL-terminated, in at most `response_size` bytes, and
+/// `*retry_after` (may be NULL) the seconds of a `Retry-After` header, or -1.
 /// Returns 0 when a response was received, -1 when libcurl cannot be loaded, and curl's error code otherwise.
 int sidestat_http_request(const char *method, const char *url, const char *const *headers, int header_count,
                           const void *body, size_t body_length, const char *userpwd, long timeout_ms,
                           long connect_timeout_ms, long *status,
-                          char *error, size_t error_size);
+                          char *error, size_t error_size, char *response, size_t response_size,
+                          long long *retry_after);
 
 #ifdef __cplusplus
 }

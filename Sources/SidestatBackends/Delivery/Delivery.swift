@@ -54,6 +54,8 @@ package final class Delivery<Transport: DeliveryTransport>: Sendable {
         /// Failures in a row, and when one was last logged as a warning.
         var failures = 0
         var lastWarning: ContinuousClock.Instant? = nil
+        /// When each kind of refusal was last logged, and how many payloads of it were dropped since.
+        var refusalsLogged: [String: (at: ContinuousClock.Instant, since: Int)] = [:]
     }
 
     let state: Mutex<State>
@@ -222,13 +224,27 @@ package final class Delivery<Transport: DeliveryTransport>: Sendable {
     func record(
         _ source: DeliverySource<Payload>, failure: DeliveryFailure?, start: ContinuousClock.Instant, logger: Logger
     ) {
-        if let rejection = source.rejection {
-            logger.error(
-                "Upstream refused a flush; its datapoints are dropped",
-                metadata: [
+        // A refusal is logged once per kind, then at most once an hour with the count since (the upstream says
+        // the same for every flush until someone acts; the management port's `dropped_points` counts every one).
+        if let rejection = source.rejection, let key = source.rejectionKey {
+            let now = self.clock.now
+            let repeated = self.state.withLock { state -> Int? in
+                if let last = state.refusalsLogged[key], now - last.at < .seconds(3600) {
+                    state.refusalsLogged[key]!.since += source.rejectedPoints
+                    return nil
+                }
+                let since = state.refusalsLogged[key]?.since ?? 0
+                state.refusalsLogged[key] = (now, 0)
+                return since
+            }
+            if let repeated {
+                var metadata: Logger.Metadata = [
                     "backend.name": "\(self.name)", "error": "\(rejection)",
                     "flush.dropped_points": "\(source.rejectedPoints)",
-                ])
+                ]
+                if repeated > 0 { metadata["dropped_points.since_last_logged"] = "\(repeated)" }
+                logger.error("Upstream refused a flush; its datapoints are dropped", metadata: metadata)
+            }
         }
         let now = Double(WallClock.unixSeconds())
         let elapsed = self.clock.now - start

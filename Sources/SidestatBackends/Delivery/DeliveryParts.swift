@@ -80,8 +80,9 @@ package final class DeliverySource<Payload: DeliveryPayload>: @unchecked Sendabl
     private(set) var deliveredBytes = 0
     private(set) var deliveredPoints = 0
     private(set) var rejectedPoints = 0
-    /// Why the upstream refused the last payload it refused.
+    /// Why the upstream refused the last payload it refused, and the kind of refusal (for logging each kind once).
     private(set) var rejection: String? = nil
+    private(set) var rejectionKey: String? = nil
 
     init(held: [Payload], fresh: (() -> Payload?)?, keepBytes: Int) {
         self.held = held
@@ -148,12 +149,14 @@ package final class DeliverySource<Payload: DeliveryPayload>: @unchecked Sendabl
         self.pendingBytes = self.pending.reduce(0) { $0 + $1.byteCount }
     }
 
-    /// The payload taken last was refused for good: it is dropped and counted, never retried.
-    package func reject(because reason: String) {
+    /// The payload taken last was refused for good: it is dropped and counted, never retried. `key` names the kind
+    /// of refusal (`HTTP 400`), so that the log says it once rather than at every flush; by default the reason.
+    package func reject(because reason: String, key: String? = nil) {
         guard let refused = self.pending.popLast() else { return }
         self.pendingBytes -= refused.byteCount
         self.rejectedPoints += refused.points
         self.rejection = reason
+        self.rejectionKey = key ?? reason
     }
 
     /// What was not delivered, in order, and the points already forgotten (past the bound, taken but

@@ -15,12 +15,32 @@ public struct MetricName: Sendable {
     public var tags: [(key: String, value: String)]
 
     public init(_ key: String) {
-        let parts = key.split(separator: ";", omittingEmptySubsequences: false)
-        self.name = String(parts.first ?? "")
-        self.tags = parts.dropFirst().compactMap { part in
-            guard !part.isEmpty else { return nil }
-            let pieces = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            return (String(pieces[0]), pieces.count > 1 ? String(pieces[1]) : "")
+        var key = key
+        (self.name, self.tags) = key.withUTF8 { bytes in
+            // `name;tag1=value1;tag2`: split on `;`, each tag on its first `=`; empty tags are skipped.
+            func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+            var end = 0
+            while end < bytes.count, bytes[end] != UInt8(ascii: ";") { end += 1 }
+            let name = text(0..<end)
+            var tags: [(key: String, value: String)] = []
+            var start = end + 1
+            while start <= bytes.count {
+                var stop = start
+                var equals: Int? = nil
+                while stop < bytes.count, bytes[stop] != UInt8(ascii: ";") {
+                    if equals == nil, bytes[stop] == UInt8(ascii: "=") { equals = stop }
+                    stop += 1
+                }
+                if stop > start {
+                    if let equals {
+                        tags.append((text(start..<equals), text(equals + 1..<stop)))
+                    } else {
+                        tags.append((text(start..<stop), ""))
+                    }
+                }
+                start = stop + 1
+            }
+            return (name, tags)
         }
     }
 }
@@ -103,7 +123,7 @@ struct HTTPTransport: DeliveryTransport {
                 source.confirm()
             } catch {
                 guard error.retryable else {
-                    source.reject(because: "\(self.name): \(error)")
+                    source.reject(because: "\(self.name): \(error)", key: "HTTP \(error.status)")
                     continue
                 }
                 return DeliveryFailure("\(self.name): \(error)", connected: error.connected)

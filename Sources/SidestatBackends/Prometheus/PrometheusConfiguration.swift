@@ -34,7 +34,7 @@ public struct PrometheusConfiguration: BackendSection, Hashable {
         }
     }
 
-    private static func buckets(_ value: JSValue, key: String, unit: String, _ reader: inout ConfigurationReader)
+    static func buckets(_ value: JSValue, key: String, unit: String, _ reader: inout ConfigurationReader)
         -> [Double]?
     {
         if case .undefined = value { return nil }

@@ -67,9 +67,14 @@ func cleanSignalMask(_ executable: String, _ arguments: [String]) -> (URL, [Stri
 
 /// A child server for the tests, its output in a log file, stopped (SIGTERM, then SIGKILL) when released.
 class ChildServer: @unchecked Sendable {
-    let directory = TestPaths.temporaryDirectory()
+    let directory: URL
     let process = Process()
     private(set) var name = ""
+
+    /// - Parameter directory: where its data and log go (a new temporary one, or an earlier server's, to restart it).
+    init(directory: URL = TestPaths.temporaryDirectory()) {
+        self.directory = directory
+    }
 
     func launch(_ executable: String, _ arguments: [String]) throws {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
@@ -116,10 +121,6 @@ class ChildServer: @unchecked Sendable {
 /// A real InfluxDB 1.x (Debian's `influxdb`) on loopback, its data in a temporary directory.
 final class InfluxDB: ChildServer, @unchecked Sendable {
     let port = freePort()
-
-    override init() {
-        super.init()
-    }
 
     func start() throws {
         let root = self.directory.path
@@ -171,45 +172,51 @@ final class InfluxDB: ChildServer, @unchecked Sendable {
     }
 }
 
-/// A real Prometheus (Debian's `prometheus`) on loopback, scraping `target` every second.
-final class Prometheus: ChildServer, @unchecked Sendable {
-    let port = freePort()
+/// A server that answers PromQL on `/api/v1/query` (Prometheus, VictoriaMetrics).
+class PromQLServer: ChildServer, @unchecked Sendable {
+    let port: Int
 
-    func start(scraping target: Int) throws {
-        let config = self.directory.appendingPathComponent("prometheus.yml")
-        try """
-        global:
-          scrape_interval: 1s
-          evaluation_interval: 1s
-        scrape_configs:
-          - job_name: sidestat
-            metrics_path: /metrics
-            static_configs:
-              - targets: ["127.0.0.1:\(target)"]
-
-        """.write(to: config, atomically: true, encoding: .utf8)
-        try self.launch(
-            "/usr/bin/prometheus",
-            [
-                "--config.file=\(config.path)", "--storage.tsdb.path=\(self.directory.path)/data",
-                "--web.listen-address=127.0.0.1:\(self.port)",
-            ])
-        try self.waitForHTTP(port: self.port, path: "/-/ready")
+    init(port: Int = freePort(), directory: URL = TestPaths.temporaryDirectory()) {
+        self.port = port
+        super.init(directory: directory)
     }
 
-    /// An instant query's samples: (labels, value).
+    /// An instant query's samples: (labels, value); a native histogram's sample has the value NaN.
     func query(_ q: String) throws -> [([String: String], Double)] {
         let response = try HTTP.get(port: self.port, path: "/api/v1/query?query=\(HTTP.encode(q))")
         guard let object = HTTP.json(response.body) as? [String: Any], let data = object["data"] as? [String: Any],
             let result = data["result"] as? [[String: Any]]
-        else { throw TestFailure("Prometheus query failed: \(response.body)") }
+        else { throw TestFailure("query failed: \(response.body)") }
         return result.compactMap { sample in
-            guard let labels = sample["metric"] as? [String: String], let value = sample["value"] as? [Any],
-                value.count == 2, let text = value[1] as? String, let number = Double(text)
+            guard let labels = sample["metric"] as? [String: String] else { return nil }
+            if sample["histogram"] != nil { return (labels, .nan) }
+            guard let value = sample["value"] as? [Any], value.count == 2, let text = value[1] as? String,
+                let number = Double(text)
             else { return nil }
             return (labels, number)
         }
     }
+
+    /// A range selector's samples (`x[5m]`): each series' labels and its (Unix seconds, value) pairs, oldest first.
+    func samples(_ q: String) throws -> [([String: String], [(Double, Double)])] {
+        let response = try HTTP.get(port: self.port, path: "/api/v1/query?query=\(HTTP.encode(q))")
+        guard let object = HTTP.json(response.body) as? [String: Any], let data = object["data"] as? [String: Any],
+            let result = data["result"] as? [[String: Any]]
+        else { throw TestFailure("query failed: \(response.body)") }
+        return result.compactMap { series in
+            guard let labels = series["metric"] as? [String: String], let values = series["values"] as? [[Any]] else {
+                return nil
+            }
+            return (labels, values.compactMap { pair in
+                guard pair.count == 2, let time = number(pair[0]), let value = (pair[1] as? String).flatMap(Double.init)
+                else { return nil }
+                return (time, value)
+            })
+        }
+    }
+
+    /// The value of a query that returns one sample (an aggregation), or nil when it returns none.
+    func scalar(_ q: String) throws -> Double? { try self.query(q).first?.1 }
 
     /// Waits until `q` returns a sample that satisfies `predicate`.
     func waitFor(_ q: String, timeout: Double = 30, _ predicate: ([String: String], Double) -> Bool) throws
@@ -220,24 +227,84 @@ final class Prometheus: ChildServer, @unchecked Sendable {
         while Date() < deadline {
             last = try self.query(q)
             if last.contains(where: predicate) { return last }
-            Thread.sleep(forTimeInterval: 0.5)
+            Thread.sleep(forTimeInterval: 0.2)
         }
         return last
+    }
+}
+
+/// A real Prometheus (Debian's `prometheus`) on loopback: scraping targets every second, and/or a Remote-Write
+/// receiver (`/api/v1/write`), with or without native histograms.
+final class Prometheus: PromQLServer, @unchecked Sendable {
+    var writeURL: String { "http://127.0.0.1:\(self.port)/api/v1/write" }
+
+    func start(scraping targets: [Int] = [], receiver: Bool = false, nativeHistograms: Bool = false) throws {
+        let config = self.directory.appendingPathComponent("prometheus.yml")
+        var text = """
+            global:
+              scrape_interval: 1s
+              evaluation_interval: 1s
+
+            """
+        if !targets.isEmpty {
+            text += """
+                scrape_configs:
+                  - job_name: sidestat
+                    metrics_path: /metrics
+                    static_configs:
+                      - targets: [\(targets.map { "\"127.0.0.1:\($0)\"" }.joined(separator: ", "))]
+
+                """
+        }
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        var arguments = [
+            "--config.file=\(config.path)", "--storage.tsdb.path=\(self.directory.path)/data",
+            "--web.listen-address=127.0.0.1:\(self.port)",
+        ]
+        if receiver { arguments.append("--web.enable-remote-write-receiver") }
+        if nativeHistograms { arguments.append("--enable-feature=native-histograms") }
+        try self.launch("/usr/bin/prometheus", arguments)
+        try self.waitForHTTP(port: self.port, path: "/-/ready")
+    }
+
+    func start(scraping target: Int) throws { try self.start(scraping: [target]) }
+}
+
+/// A real VictoriaMetrics (Debian's `victoria-metrics`) on loopback: Remote-Write at `/api/v1/write`, PromQL
+/// (MetricsQL) queries answered at once (no latency offset).
+final class VictoriaMetrics: PromQLServer, @unchecked Sendable {
+    var writeURL: String { "http://127.0.0.1:\(self.port)/api/v1/write" }
+
+    func start() throws {
+        try self.launch(
+            "/usr/bin/victoria-metrics",
+            [
+                "-httpListenAddr=127.0.0.1:\(self.port)", "-storageDataPath=\(self.directory.path)/data",
+                "-search.latencyOffset=0s", "-loggerLevel=ERROR",
+            ])
+        try self.waitForHTTP(port: self.port, path: "/health")
     }
 }
 
 /// `http_capture.py`: a loopback HTTP endpoint that records every request (and decodes OTLP with PyPI's
 /// opentelemetry-proto), for the upstreams that cannot run here.
 final class HTTPCapture: ChildServer, @unchecked Sendable {
-    let port = freePort()
+    let port: Int
     var output: URL { self.directory.appendingPathComponent("requests.jsonl") }
 
-    func start(otlp: Bool = false, status: Int = 200) throws {
+    init(port: Int = freePort()) {
+        self.port = port
+        super.init()
+    }
+
+    /// - Parameter script: answers in turn, the last repeating (`503:retry-after=2,204`: see http_capture.py).
+    func start(otlp: Bool = false, status: Int = 200, script: String? = nil) throws {
         let python = otlp ? TestPaths.venvPython("otlp") : "/usr/bin/python3"
-        let script = TestPaths.packageRoot.appendingPathComponent("Tests/SidestatServerTests/Support/http_capture.py")
-        var arguments = [script.path, String(self.port), self.output.path]
+        let program = TestPaths.packageRoot.appendingPathComponent("Tests/SidestatServerTests/Support/http_capture.py")
+        var arguments = [program.path, String(self.port), self.output.path]
         if otlp { arguments.append("--otlp") }
         arguments += ["--status", String(status)]
+        if let script { arguments += ["--script", script] }
         try self.launch(python, arguments)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {

@@ -4,4 +4,4 @@
 //===----------------------------------------------------------------------===//
 
 /// Sidestat's version: the one place it is written (`sidestat --version`, release archives).
-let sidestatVersion = "0.9.0"
+public let sidestatVersion = "0.9.0"
