@@ -150,6 +150,23 @@ extension EndToEnd {
             #expect(native.terminate() == 0)
         }
 
+        @Test("a series that leaves (deleteIdleStats) is marked stale: Prometheus stops returning it at once")
+        func staleness() throws {
+            let prometheus = Prometheus()
+            try prometheus.start(receiver: true, nativeHistograms: true)
+            defer { prometheus.stop() }
+            let dyno = try Self.daemon(url: prometheus.writeURL, dyno: "web.1", extra: ", deleteIdleStats: true")
+            Self.send(["gone:1|c", "lat:5|ms", "stays:1|c"], to: dyno)
+            #expect(try prometheus.waitFor("gone_total") { $1 == 1 }.first?.1 == 1)
+            #expect(try prometheus.waitFor("histogram_count(lat_seconds)") { $1 == 1 }.first?.1 == 1)
+            // Idle for one interval, the keys leave; without the marker Prometheus would return their last sample for
+            // five minutes.
+            Self.send(["stays:1|c"], to: dyno)
+            #expect(try waitUntil(timeout: 10) { try prometheus.query("gone_total").isEmpty })
+            #expect(try waitUntil(timeout: 10) { try prometheus.query("lat_seconds").isEmpty })
+            #expect(dyno.terminate() == 0)
+        }
+
         @Test("VictoriaMetrics receives classic histograms, counters and gauges")
         func victoriaMetrics() throws {
             let victoria = VictoriaMetrics()
