@@ -97,6 +97,9 @@ extension MetricsBackend {
 public struct FlushData: Sendable {
     /// Unix time in seconds (rounded, as statsd does), shared by every line of the flush.
     public var timestamp: Int
+    /// The same moment in milliseconds, not rounded (for an upstream that takes milliseconds: a rounded second can
+    /// be up to half a second ahead of the clock).
+    public var unixMilliseconds: Int
     /// The interval's aggregates, timer samples sorted, statsd's own counters first and its `timestamp_lag`
     /// gauge included.
     public var snapshot: MetricSnapshot
@@ -114,9 +117,10 @@ public struct FlushData: Sendable {
     public init(
         timestamp: Int, snapshot: MetricSnapshot, flushInterval: Duration, processingTime: Duration,
         timerStatistics: TimerStatisticsConfiguration, prefixStats: String, percentThreshold: [Double],
-        isFinal: Bool
+        isFinal: Bool, unixMilliseconds: Int? = nil
     ) {
         self.timestamp = timestamp
+        self.unixMilliseconds = unixMilliseconds ?? timestamp * 1000
         self.snapshot = snapshot
         self.flushInterval = flushInterval
         self.processingTime = processingTime
@@ -132,6 +136,7 @@ public struct FlushData: Sendable {
         self.snapshot.late.map { group in
             var late = self
             late.timestamp = group.timestamp
+            late.unixMilliseconds = group.timestamp * 1000
             late.snapshot = group.snapshot
             return late
         }

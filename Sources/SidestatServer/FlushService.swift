@@ -195,7 +195,8 @@ public struct FlushService: Service {
     ) -> (FlushData, ContinuousClock.Instant) {
         let clock = ContinuousClock()
         let start = clock.now
-        let timestamp = self.time.unixSeconds()
+        let milliseconds = self.time.unixMilliseconds()
+        let timestamp = Int((Double(milliseconds) / 1000).rounded(.toNearestOrAwayFromZero))
         var lag: Double? = nil
         if previousTimestamp > 0 {
             lag = Double(timestamp - previousTimestamp) - self.configuration.flushInterval.inSeconds
@@ -213,7 +214,7 @@ public struct FlushService: Service {
             timestamp: timestamp, snapshot: snapshot, flushInterval: c.flushInterval,
             processingTime: processing,
             timerStatistics: self.statistics, prefixStats: c.prefixStats, percentThreshold: c.percentThreshold,
-            isFinal: isFinal)
+            isFinal: isFinal, unixMilliseconds: milliseconds)
         let deadline =
             isFinal
             ? finalDeadline ?? start + c.shutdownTimeout

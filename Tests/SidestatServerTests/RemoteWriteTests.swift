@@ -167,6 +167,27 @@ extension EndToEnd {
             #expect(dyno.terminate() == 0)
         }
 
+        @Test("SIGTERM: the final flush reaches the receiver; with nothing listening, exit within 2.5 s, the loss logged")
+        func finalFlush() throws {
+            let prometheus = Prometheus()
+            try prometheus.start(receiver: true, nativeHistograms: true)
+            defer { prometheus.stop() }
+            let dyno = try Self.daemon(url: prometheus.writeURL, dyno: "web.1", flushInterval: 60_000)
+            Self.send(["last:7|c", "lat:5|ms"], to: dyno)
+            // No wait: on SIGTERM the UDP reader drains what the kernel holds before the final flush.
+            #expect(dyno.terminate() == 0)
+            #expect(try prometheus.waitFor("last_total", timeout: 5) { $1 == 7 }.first?.1 == 7)
+            #expect(try prometheus.waitFor("histogram_count(lat_seconds)", timeout: 5) { $1 == 1 }.first?.1 == 1)
+
+            let nowhere = try Self.daemon(url: "http://127.0.0.1:\(freePort())/api/v1/write", dyno: "web.2")
+            Self.send(["gone:5|c"], to: nowhere)
+            #expect(try Self.waitForFlush(of: "gone", nowhere))
+            let start = Date()
+            #expect(nowhere.terminate() == 0)
+            #expect(Date().timeIntervalSince(start) < 2.5)
+            #expect(nowhere.output.contains("Final flush could not be delivered; datapoints are lost"), "\(nowhere.output)")
+        }
+
         @Test("VictoriaMetrics receives classic histograms, counters and gauges")
         func victoriaMetrics() throws {
             let victoria = VictoriaMetrics()

@@ -33,7 +33,7 @@ public final class RemoteWriteBackend: MetricsBackend {
     struct State {
         var table: PrometheusSeriesTable
         var warnings = PrometheusWarnings()
-        /// The last flush's time in milliseconds: each flush's is later, even two in the same second.
+        /// The last flush's time in milliseconds: each flush's is later, even two in the same millisecond.
         var lastTimestamp: Int64 = 0
         /// The next request's number (the transport counts refusals of the one at the head).
         var sequence: UInt64 = 0
@@ -77,7 +77,7 @@ public final class RemoteWriteBackend: MetricsBackend {
     public func flush(_ data: FlushData, deadline: ContinuousClock.Instant, logger: Logger) async {
         let (report, warnings, timestamp, budget) = self.state.withLock { state in
             let report = state.table.fold(data.snapshot)
-            state.lastTimestamp = max(Int64(data.timestamp) * 1000, state.lastTimestamp + 1)
+            state.lastTimestamp = max(Int64(data.unixMilliseconds), state.lastTimestamp + 1)
             return (
                 report, state.warnings.take(report, at: data.timestamp), state.lastTimestamp,
                 state.table.settings.seriesBudget
@@ -92,7 +92,7 @@ public final class RemoteWriteBackend: MetricsBackend {
     public func encode(_ data: FlushData) -> [RemoteWriteRequest] {
         let (report, timestamp) = self.state.withLock { state in
             let report = state.table.fold(data.snapshot)
-            state.lastTimestamp = max(Int64(data.timestamp) * 1000, state.lastTimestamp + 1)
+            state.lastTimestamp = max(Int64(data.unixMilliseconds), state.lastTimestamp + 1)
             return (report, state.lastTimestamp)
         }
         let batcher = RemoteWriteBatcher(backend: self, removed: report.removed, timestamp: timestamp)

@@ -33,6 +33,8 @@ final class RemoteWriteTransport: DeliveryTransport {
         /// No request before this (a backoff, or the receiver's `Retry-After`).
         var notBefore: ContinuousClock.Instant? = nil
         var delay: Duration = .zero
+        /// Whether the last failure reached the receiver (false: refused, unreachable).
+        var connected = true
         /// The request at the head, and the 5xx answers it has had.
         var head: UInt64 = 0
         var refusals = 0
@@ -64,9 +66,12 @@ final class RemoteWriteTransport: DeliveryTransport {
         while let request = source.next() {
             while true {
                 let deadline = attempt.deadline()
-                if let notBefore = self.backoff.withLock({ $0.notBefore }), notBefore > clock.now {
-                    guard notBefore < deadline - .milliseconds(100) else {
-                        return DeliveryFailure("remotewrite: waiting before the next try (backoff)", connected: true)
+                let (waitUntil, connected) = self.backoff.withLock { ($0.notBefore, $0.connected) }
+                if let notBefore = waitUntil, notBefore > clock.now {
+                    // An unreachable receiver is not waited for past the connect window (the final flush's 1.5 s).
+                    guard notBefore < deadline - .milliseconds(100), connected || notBefore < attempt.connectDeadline
+                    else {
+                        return DeliveryFailure("remotewrite: waiting before the next try (backoff)", connected: connected)
                     }
                     try? await Task.sleep(until: notBefore, clock: clock)
                 }
@@ -136,6 +141,7 @@ final class RemoteWriteTransport: DeliveryTransport {
                     return true
                 }
             }
+            backoff.connected = error.connected
             backoff.delay = backoff.delay == .zero ? self.policy.firstDelay : min(backoff.delay * 2, self.policy.maximumDelay)
             let wait = error.retryAfter.map { min(.seconds($0), self.policy.maximumRetryAfter) } ?? backoff.delay
             backoff.notBefore = now + wait
