@@ -33,6 +33,8 @@ struct PrometheusNaming: Sendable {
     init(instance: String, labels: [PrometheusLabel] = []) {
         var fixed = [PrometheusLabel(name: "sidestat_instance", value: instance)]
         for label in labels where label.name != "sidestat_instance" { fixed.append(label) }
+        // An empty value means no label to Prometheus: an empty instance name is left out rather than sent empty.
+        fixed.removeAll { $0.value.isEmpty }
         self.fixedLabels = fixed.sorted { $0.name < $1.name }
         self.reservedNames = Self.alwaysReserved.union(labels.map(\.name))
     }
