@@ -11,7 +11,10 @@ import PackageDescription
 
 let package = Package(
     name: "SidestatFuzz",
-    dependencies: [.package(name: "sidestat", path: "..")],
+    dependencies: [
+        .package(name: "sidestat", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
     targets: [
         .target(
             name: "FuzzLineParser",
@@ -33,6 +36,17 @@ let package = Package(
                 .product(name: "SidestatServer", package: "sidestat"),
                 .product(name: "SidestatAggregation", package: "sidestat"),
                 .product(name: "SidestatConfiguration", package: "sidestat"),
+            ]
+        ),
+        .target(
+            name: "FuzzHTTP",
+            dependencies: [
+                .product(name: "SidestatServer", package: "sidestat"),
+                .product(name: "SidestatAggregation", package: "sidestat"),
+                .product(name: "SidestatBackends", package: "sidestat"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
     ]

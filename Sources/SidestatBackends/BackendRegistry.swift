@@ -14,10 +14,14 @@ public protocol BackendSection: UpstreamSection {
 
     /// The address and port of the HTTP port this backend needs when `httpPort` is unset (the page it serves), or nil.
     var pageListener: (address: String, port: Int)? { get }
+
+    /// Whether the file set that port itself: then the pages are served there even when `httpPort` is set too.
+    var pageListenerIsExplicit: Bool { get }
 }
 
 extension BackendSection {
     public var pageListener: (address: String, port: Int)? { nil }
+    public var pageListenerIsExplicit: Bool { false }
 }
 
 /// What a backend may take from the daemon when it is made.

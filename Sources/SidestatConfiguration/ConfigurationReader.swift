@@ -30,16 +30,40 @@ extension JSValue {
 public struct ConfigurationReader {
     public private(set) var problems: [ConfigurationError.Problem] = []
     public private(set) var warnings: [String] = []
+    /// What `problems` and `warnings` hold, to keep each once in constant time (a file with 40,000 unknown keys
+    /// must not take a quadratic pass).
+    private var seenProblems: Set<ConfigurationError.Problem> = []
+    private var seenWarnings: Set<String> = []
+    /// Unknown keys met so far; past `unknownKeysNamed`, they are counted in one last warning instead.
+    private var unknownKeys = 0
+    static let unknownKeysNamed = 20
 
     init() {}
 
     public mutating func problem(_ key: String, _ message: String) {
         let problem = ConfigurationError.Problem(key: key, message: message)
-        if !self.problems.contains(problem) { self.problems.append(problem) }
+        if self.seenProblems.insert(problem).inserted { self.problems.append(problem) }
     }
 
     public mutating func warning(_ text: String) {
-        if !self.warnings.contains(text) { self.warnings.append(text) }
+        if self.seenWarnings.insert(text).inserted { self.warnings.append(text) }
+    }
+
+    /// A warning for an unknown key (with the nearest known one): the first 20 are named, the rest counted.
+    mutating func unknownKey(_ name: String, known: Set<String>) {
+        self.unknownKeys += 1
+        if self.unknownKeys <= Self.unknownKeysNamed {
+            let lastDot = name.lastIndex(of: ".").map { name.index(after: $0) } ?? name.startIndex
+            let hint = DaemonConfiguration.nearestKey(to: String(name[lastDot...]), in: known)
+                .map { " (did you mean \"\($0)\"?)" } ?? ""
+            self.warning("unknown configuration key \"\(name)\" is ignored\(hint)")
+        }
+    }
+
+    /// The last warning about unknown keys: how many more there were than those named.
+    mutating func finishUnknownKeys() {
+        let more = self.unknownKeys - Self.unknownKeysNamed
+        if more > 0 { self.warning("\(more) more unknown configuration keys are ignored") }
     }
 
     /// The object at `key`: `{}` when unset, a problem when it is something else.
@@ -57,10 +81,7 @@ public struct ConfigurationReader {
     /// (`remoteWrite.ur` → `did you mean "url"?`).
     public mutating func warnUnknownKeys(in object: JSObject, of section: String, known: [String]) {
         let knownKeys = Set(known)
-        for key in object.keys where !knownKeys.contains(key) {
-            let hint = DaemonConfiguration.nearestKey(to: key, in: knownKeys).map { " (did you mean \"\($0)\"?)" } ?? ""
-            self.warning("unknown configuration key \"\(section).\(key)\" is ignored\(hint)")
-        }
+        for key in object.keys where !knownKeys.contains(key) { self.unknownKey("\(section).\(key)", known: knownKeys) }
     }
 
     /// A number, or a string holding one (as `process.env.X` gives), the way `Number(x)` reads it.
@@ -101,6 +122,30 @@ public struct ConfigurationReader {
             self.problem(key, "must be true or false, got \(value.typeDescription)")
             return nil
         }
+    }
+
+    /// A prefix or suffix of metric names as Graphite and the other upstreams can take it: cleaned as statsd cleans
+    /// keys (white space becomes `_`, `/` becomes `-`, everything outside `[a-zA-Z0-9_.-]` goes), so that no value
+    /// from the environment can end a Graphite line or start a tag. A warning says when cleaning changed it.
+    public mutating func metricPath(_ text: String, key: String, secret: Bool = false) -> String {
+        let cleaned = KeySanitizer.sanitize(text).filter { $0 != ";" && $0 != "=" }
+        if cleaned != text {
+            self.warning(
+                secret
+                    ? "\(key) holds characters a metric name cannot; they are left out"
+                    : "\(key) \(JSONText.quoted(text)) holds characters a metric name cannot; using \(JSONText.quoted(cleaned))")
+        }
+        return cleaned
+    }
+
+    /// A string that must not be empty (a path, an address, a host name).
+    public mutating func nonEmptyString(_ value: JSValue, key: String, what: String) -> String? {
+        guard let text = self.string(value, key: key) else { return nil }
+        guard !text.isEmpty else {
+            self.problem(key, "must not be empty: \(what)")
+            return nil
+        }
+        return text
     }
 
     public mutating func string(_ value: JSValue, key: String) -> String? {

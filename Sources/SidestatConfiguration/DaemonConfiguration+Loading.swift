@@ -23,7 +23,7 @@ extension DaemonConfiguration {
         "automaticConfigReload",
         // Sidestat
         "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes", "instance", "httpPort", "httpAddress",
-        "seriesBudget", "tcpIdleTimeout", "dashboard",
+        "seriesBudget", "tcpIdleTimeout", "dashboard", "managementIdleTimeout", "httpRequestTimeout", "httpAllowedHosts",
     ]
 
     /// Reads a statsd configuration file (`config.js` or JSON). `upstreams`: the sections `backends` may name (the
@@ -113,10 +113,7 @@ extension DaemonConfiguration {
         c.registeredUpstreams = upstreams
 
         let knownKeys = Self.coreKeys.union(upstreams.flatMap { $0.keys })
-        for key in object.keys where !knownKeys.contains(key) {
-            let hint = Self.nearestKey(to: key, in: knownKeys).map { " (did you mean \"\($0)\"?)" } ?? ""
-            reader.warning("unknown configuration key \"\(key)\" is ignored\(hint)")
-        }
+        for key in object.keys where !knownKeys.contains(key) { reader.unknownKey(key, known: knownKeys) }
         // statsd keys Sidestat does not act on: say so rather than seem to.
         if object["automaticConfigReload"].truthy {
             reader.warning(
@@ -142,13 +139,18 @@ extension DaemonConfiguration {
             }
             l.ipv6 = reader.bool(value["address_ipv6"], key: prefix + "address_ipv6") ?? false
             if l.ipv6 { l.address = "::1" }
-            if let address = reader.string(value["address"], key: prefix + "address") { l.address = address }
+            if let address = reader.nonEmptyString(
+                value["address"], key: prefix + "address", what: "an IP address or host name to listen on, such as \"127.0.0.1\"")
+            {
+                l.address = address
+            }
             // An address in the file means exactly that address.
             l.alsoOnIPv6Loopback = l.address == "127.0.0.1" && !l.ipv6 && value["address"].isNullish
             if let port = reader.integer(value["port"], key: prefix + "port", in: 0...65_535, falsyDefault: 8125) {
                 l.port = port
             }
-            l.unixSocket = reader.string(value["socket"], key: prefix + "socket")
+            l.unixSocket = reader.nonEmptyString(
+                value["socket"], key: prefix + "socket", what: "the path of the socket file, such as \"/tmp/statsd.sock\"")
             if l.unixSocket != nil {
                 // statsd's `socket` is a TCP server's Unix stream socket; `./servers/unixgram` makes it a datagram one.
                 if l.transport != .unixDatagram { l.transport = .tcp }
@@ -164,9 +166,21 @@ extension DaemonConfiguration {
                     prefix + "framing",
                     "must be \"newline\" or \"length\" (a TCP or Unix stream listener only), got \(framing.typeDescription)")
             }
-            if case .undefined = value["socket_mod"] {
-            } else if let mode = reader.integer(value["socket_mod"], key: prefix + "socket_mod", in: 0...0o7777) {
-                l.unixSocketMode = mode
+            switch value["socket_mod"] {
+            case .undefined, .null:
+                break
+            case .string(let text):
+                // node's fs.chmod reads a string as octal ("0666", "666", "0o666").
+                let digits = text.hasPrefix("0o") || text.hasPrefix("0O") ? String(text.dropFirst(2)) : text
+                if let mode = Int(digits, radix: 8), !digits.isEmpty, mode <= 0o7777 {
+                    l.unixSocketMode = mode
+                } else {
+                    reader.problem(prefix + "socket_mod", "must be a file mode: octal digits in a string (\"0660\") or a number (0o660), got \"\(text)\"")
+                }
+            default:
+                if let mode = reader.integer(value["socket_mod"], key: prefix + "socket_mod", in: 0...0o7777) {
+                    l.unixSocketMode = mode
+                }
             }
             return l
         }
@@ -185,7 +199,11 @@ extension DaemonConfiguration {
             reader.problem("servers", "must be a non-empty array of listener objects, got \(object["servers"].typeDescription)")
         }
 
-        if let address = reader.string(object["mgmt_address"], key: "mgmt_address") { c.managementAddress = address }
+        if let address = reader.nonEmptyString(
+            object["mgmt_address"], key: "mgmt_address", what: "the management port's address, such as \"127.0.0.1\"")
+        {
+            c.managementAddress = address
+        }
         if let port = reader.integer(object["mgmt_port"], key: "mgmt_port", in: 0...65_535, falsyDefault: 8126) {
             c.managementPort = port
         }
@@ -283,7 +301,9 @@ extension DaemonConfiguration {
             reader.warning("gaugesMaxTTL: \(value.typeDescription) is not an integer above 1; using 1, as statsd does")
         }
 
-        if let prefix = reader.string(object["prefixStats"], key: "prefixStats") { c.prefixStats = prefix }
+        if let prefix = reader.string(object["prefixStats"], key: "prefixStats") {
+            c.prefixStats = reader.metricPath(prefix, key: "prefixStats")
+        }
         c.keyNameSanitize = reader.bool(object["keyNameSanitize"], key: "keyNameSanitize") ?? true
         c.dumpMessages = reader.bool(object["dumpMessages"], key: "dumpMessages") ?? false
         c.debug = reader.bool(object["debug"], key: "debug") ?? false
@@ -346,7 +366,33 @@ extension DaemonConfiguration {
             }
         }
         if let port = reader.integer(object["httpPort"], key: "httpPort", in: 0...65_535) { c.httpPort = port }
-        if let address = reader.string(object["httpAddress"], key: "httpAddress") { c.httpAddress = address }
+        if let address = reader.nonEmptyString(
+            object["httpAddress"], key: "httpAddress", what: "the HTTP port's address, such as \"127.0.0.1\"")
+        {
+            c.httpAddress = address
+        }
+        if let seconds = reader.integer(object["httpRequestTimeout"], key: "httpRequestTimeout", in: 1...3600) {
+            c.httpRequestTimeout = seconds
+        }
+        if let seconds = reader.integer(
+            object["managementIdleTimeout"], key: "managementIdleTimeout", in: 0...(86_400 * 365))
+        {
+            c.managementIdleTimeout = seconds
+        }
+        switch object["httpAllowedHosts"] {
+        case .undefined, .null:
+            break
+        case .array(let hosts):
+            for (index, host) in hosts.enumerated() {
+                if let name = reader.nonEmptyString(
+                    host, key: "httpAllowedHosts[\(index)]", what: "a host name the HTTP ports answer, such as \"metrics.internal\"")
+                {
+                    c.httpAllowedHosts.append(name.lowercased())
+                }
+            }
+        case let value:
+            reader.problem("httpAllowedHosts", "must be a list of host names, such as [\"metrics.internal\"], got \(value.typeDescription)")
+        }
         switch object["dashboard"] {
         case .undefined, .null:
             break
@@ -358,7 +404,11 @@ extension DaemonConfiguration {
             let section = reader.section(object, "dashboard", example: "{port: 8127, address: \"127.0.0.1\", budgetMiB: 32, flushes: 360}")
             var dashboard = DashboardConfiguration()
             if let port = reader.integer(section["port"], key: "dashboard.port", in: 0...65_535) { dashboard.port = port }
-            if let address = reader.string(section["address"], key: "dashboard.address") { dashboard.address = address }
+            if let address = reader.nonEmptyString(
+                section["address"], key: "dashboard.address", what: "the dashboard's address, such as \"127.0.0.1\"")
+            {
+                dashboard.address = address
+            }
             if let budget = reader.integer(section["budgetMiB"], key: "dashboard.budgetMiB", in: 1...4096) {
                 dashboard.budgetMiB = budget
             }
@@ -398,6 +448,7 @@ extension DaemonConfiguration {
             c.tcpIdleTimeout = seconds
         }
 
+        reader.finishUnknownKeys()
         if !reader.problems.isEmpty {
             throw ConfigurationError(file: file, problems: reader.problems)
         }

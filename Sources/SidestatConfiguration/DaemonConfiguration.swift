@@ -123,6 +123,15 @@ public struct DaemonConfiguration: Sendable {
     public var seriesBudget = 100_000
     /// A statsd TCP connection that sends nothing for this many seconds is closed (0: never).
     public var tcpIdleTimeout = 3600
+    /// A management connection that sends nothing for this many seconds is closed (0: never).
+    public var managementIdleTimeout = 300
+    /// An HTTP request (the health port, `/metrics`, the dashboard) must arrive whole within this many seconds of
+    /// the connection opening or the last answer; else the connection is closed.
+    public var httpRequestTimeout = 10
+    /// Host names (with or without a port) the HTTP ports answer besides loopback ones (`localhost`, `127.x.x.x`,
+    /// `[::1]`) and their own bound address: a request for any other `Host` is refused (421), so that a web page
+    /// cannot read them through DNS rebinding.
+    public var httpAllowedHosts: [String] = []
 
     public init() {}
 

@@ -6,6 +6,7 @@
 import SidestatSupport
 import CSidestat
 import Logging
+import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 import SidestatAggregation
@@ -26,6 +27,8 @@ public final class Daemon: Sendable {
     let flushService: FlushService
     let keyFlushService: KeyFlushService?
     public let http: HTTPEndpoint?
+    /// A backend's own port for its pages (`prometheus.port`), when `httpPort` is set too.
+    public let pagePort: HTTPEndpoint?
     /// The live dashboard's port, when it is on.
     public let dashboard: HTTPEndpoint?
     let logger: Logger
@@ -48,18 +51,52 @@ public final class Daemon: Sendable {
             shardCount: udpCount + (hasStream ? 1 : 0), sanitizeKeys: configuration.keyNameSanitize,
             deleteGauges: configuration.deleteGauges, gaugesMaxTTL: configuration.gaugesMaxTTL,
             keyFlush: configuration.keyFlush != nil, seriesBudget: configuration.seriesBudget)
-        // The HTTP port: `httpPort`, else the one a backend serves its pages on.
-        let httpListener = configuration.httpPort.map { (address: configuration.httpAddress, port: $0) }
-            ?? configuration.upstreams.lazy.compactMap { ($0 as? any BackendSection)?.pageListener }.first
+        // Every TCP connection of every listener, so that the one idle the longest makes room at a bound.
+        let registry = ConnectionRegistry()
+        let policy = HTTPEndpoint.Policy(
+            allowedHosts: configuration.httpAllowedHosts, requestTimeout: .seconds(Int64(configuration.httpRequestTimeout)))
+        // The HTTP port, bound before the backends are made so that they name its real port (`httpPort: 0`): it is
+        // `httpPort`, else the one a backend serves its pages on (`prometheus.port`). With both set, the pages are
+        // served on the backend's port too, where the file says.
+        let router = PageRouter()
+        let pageSection = configuration.upstreams.lazy.compactMap { $0 as? any BackendSection }
+            .first { $0.pageListener != nil }
+        func bindHTTP(_ address: String, _ port: Int, name: String) async throws -> HTTPEndpoint {
+            try await HTTPEndpoint.bind(host: address, port: port, name: name, policy: policy, registry: registry, logger: logger) {
+                uri in router.route(String(uri.prefix { $0 != "?" }), state: state)
+            }
+        }
+        var http: HTTPEndpoint? = nil
+        var pagePort: (address: String, endpoint: HTTPEndpoint)? = nil
+        if let port = configuration.httpPort {
+            http = try await bindHTTP(configuration.httpAddress, port, name: "the HTTP port")
+            state.addBoundAddress("http=\(configuration.httpAddress):\(http!.port)")
+            if let section = pageSection, section.pageListenerIsExplicit, let listener = section.pageListener,
+                listener.port != port || listener.address != configuration.httpAddress
+            {
+                let endpoint = try await bindHTTP(listener.address, listener.port, name: "the \(type(of: section).name) port")
+                pagePort = (listener.address, endpoint)
+                state.addBoundAddress("\(type(of: section).name)=\(listener.address):\(endpoint.port)")
+            }
+        } else if let listener = pageSection?.pageListener {
+            http = try await bindHTTP(listener.address, listener.port, name: "the \(type(of: pageSection!).name) port")
+            state.addBoundAddress("http=\(listener.address):\(http!.port)")
+        }
+        let pageEndpoint: String? = {
+            if let (address, endpoint) = pagePort { return "http://\(Self.host(address)):\(endpoint.port)" }
+            guard let http else { return nil }
+            return "http://\(Self.host(configuration.httpPort != nil ? configuration.httpAddress : pageSection!.pageListener!.address)):\(http.port)"
+        }()
         let context = BackendContext(
             configuration: configuration, output: output, startupTime: Double(state.startupTime),
-            httpEndpoint: httpListener.map { "http://\($0.address):\($0.port)" }, logger: logger)
+            httpEndpoint: pageEndpoint, logger: logger)
         let backends = configuration.upstreams.map { upstream -> any MetricsBackend in
             guard let section = upstream as? any BackendSection else {
                 preconditionFailure("\(type(of: upstream).name) has settings but no backend: conform it to BackendSection")
             }
             return section.makeBackend(context)
         }
+        router.set(backends)
         let forwarders = backends.compactMap(\.packetForwarder)
         var udpListeners: [UDPListener] = []
         var streamListeners: [StreamListener] = []
@@ -88,7 +125,7 @@ public final class Daemon: Sendable {
                         let stream = try await StreamListener.bind(
                             configuration: listener, shard: udpCount, aggregator: aggregator, state: state,
                             dumpMessages: configuration.dumpMessages, forwarders: forwarders,
-                            idleTimeout: configuration.tcpIdleTimeout, logger: logger)
+                            idleTimeout: configuration.tcpIdleTimeout, registry: registry, logger: logger)
                         streamListeners.append(stream)
                         listener.port = stream.port
                         let address = twin ? "tcp6=[::1]" : "tcp=\(listener.address)"
@@ -109,16 +146,8 @@ public final class Daemon: Sendable {
             flushState: flushState)
         let management = try await ManagementServer.bind(
             host: configuration.managementAddress, port: configuration.managementPort, commands: commands,
-            logger: logger)
+            idleTimeout: configuration.managementIdleTimeout, registry: registry, logger: logger)
         state.addBoundAddress("mgmt=\(configuration.managementAddress):\(management.port)")
-        var http: HTTPEndpoint? = nil
-        let pages = backends.filter(\.servesPages)
-        if let (address, port) = httpListener, configuration.httpPort != nil || !pages.isEmpty {
-            http = try await HTTPEndpoint.bind(host: address, port: port, logger: logger) { uri in
-                Self.route(String(uri.prefix { $0 != "?" }), state: state, backends: backends)
-            }
-            state.addBoundAddress("http=\(address):\(http!.port)")
-        }
         // The dashboard watches the flushes (after the backends) and answers on its own port.
         var flushBackends = backends
         var dashboard: HTTPEndpoint? = nil
@@ -130,7 +159,8 @@ public final class Daemon: Sendable {
             let internalPrefix = configuration.prefixStats + "."
             do {
                 dashboard = try await HTTPEndpoint.bind(
-                    host: settings.address, port: settings.port, name: "the dashboard's port", logger: logger
+                    host: settings.address, port: settings.port, name: "the dashboard's port", policy: policy,
+                    registry: registry, logger: logger
                 ) { uri in DashboardRoutes.route(uri, store: store, backends: backends, internalPrefix: internalPrefix) }
                 flushBackends.append(DashboardBackend(store: store))
                 state.addBoundAddress("dashboard=\(settings.address):\(dashboard!.port)")
@@ -148,41 +178,29 @@ public final class Daemon: Sendable {
         return Daemon(
             configuration: configuration, state: state, aggregator: aggregator, udpListeners: udpListeners,
             streamListeners: streamListeners, management: management, backends: backends,
-            flushService: flushService, keyFlushService: keyFlushService, http: http, dashboard: dashboard,
-            logger: logger)
+            flushService: flushService, keyFlushService: keyFlushService, http: http, pagePort: pagePort?.endpoint,
+            dashboard: dashboard, logger: logger)
     }
+
+    /// An address as a URL's host (`[::1]`).
+    static func host(_ address: String) -> String { address.contains(":") ? "[\(address)]" : address }
 
     /// `/healthz`: alive (and `health up` on the management port). `/readyz`: listeners bound, and every backend's
     /// last flush delivered or held whole for retry. Any other path: the page a backend serves there, if any.
     static func route(
         _ path: String, state: DaemonState, backends: [any MetricsBackend]
     ) -> HTTPEndpoint.Response {
-        switch path {
-        case "/healthz":
-            return state.isHealthy
-                ? .init(status: .ok, contentType: "text/plain", body: "ok\n")
-                : .init(status: .serviceUnavailable, contentType: "text/plain", body: "health: down\n")
-        case "/readyz":
-            let failing = backends.filter { !$0.isHealthy }.map(\.name)
-            if failing.isEmpty { return .init(status: .ok, contentType: "text/plain", body: "ready\n") }
-            return .init(
-                status: .serviceUnavailable, contentType: "text/plain",
-                body: "not ready: dropping datapoints for " + failing.joined(separator: ", ") + "\n")
-        default:
-            for backend in backends {
-                if let page = backend.page(path) { return .init(status: .ok, contentType: page.contentType, body: page.body) }
-            }
-            return .init(status: .notFound, contentType: "text/plain", body: "not found\n")
-        }
+        PageRouter.route(path, state: state, backends: backends)
     }
 
     private init(
         configuration: DaemonConfiguration, state: DaemonState, aggregator: Aggregator, udpListeners: [UDPListener],
         streamListeners: [StreamListener], management: ManagementServer, backends: [any MetricsBackend],
-        flushService: FlushService, keyFlushService: KeyFlushService?, http: HTTPEndpoint?, dashboard: HTTPEndpoint?,
-        logger: Logger
+        flushService: FlushService, keyFlushService: KeyFlushService?, http: HTTPEndpoint?, pagePort: HTTPEndpoint?,
+        dashboard: HTTPEndpoint?, logger: Logger
     ) {
         self.http = http
+        self.pagePort = pagePort
         self.dashboard = dashboard
         self.configuration = configuration
         self.state = state
@@ -209,6 +227,7 @@ public final class Daemon: Sendable {
         }
         services.append(.init(service: self.management, serviceName: "management"))
         if let http = self.http { services.append(.init(service: http, serviceName: "http")) }
+        if let pages = self.pagePort { services.append(.init(service: pages, serviceName: "pages")) }
         if let dashboard = self.dashboard { services.append(.init(service: dashboard, serviceName: "dashboard")) }
         for (index, listener) in self.streamListeners.enumerated() {
             services.append(.init(service: listener, serviceName: "tcp\(index)"))
@@ -270,8 +289,9 @@ public final class Daemon: Sendable {
     var upMetadata: Logger.Metadata {
         var metadata: Logger.Metadata = [:]
         for address in self.state.addresses {
-            let parts = address.split(separator: "=", maxSplits: 1)
-            metadata[String(parts[0]), default: ""] = .string(String(parts[1]))
+            // `name=where`; `where` may be empty, never the name.
+            let parts = address.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            metadata[String(parts[0]), default: ""] = .string(parts.count > 1 ? String(parts[1]) : "")
         }
         return metadata
     }

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -48,10 +49,17 @@ public struct ListenError: Error, CustomStringConvertible {
 
 extension ServerBootstrap {
     /// A TCP server bootstrap as every Sidestat listener uses it: SO_REUSEADDR, so that a restart binds at once
-    /// even while the last connections of the previous process are in TIME-WAIT.
-    static func sidestat(backlog: Int32) -> ServerBootstrap {
+    /// even while the last connections of the previous process are in TIME-WAIT, and `AcceptPause`, so that running
+    /// out of descriptors never makes it spin.
+    static func sidestat(backlog: Int32, registry: ConnectionRegistry, logger: Logger, kind: String) -> ServerBootstrap {
         ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptPause(registry: registry, logger: logger, kind: kind))
+                }
+            }
     }
 }

@@ -18,48 +18,62 @@ import SidestatProtocol
 public final class ManagementServer: Service, Sendable {
     let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
     let commands: ManagementCommands
+    let registry: ConnectionRegistry
     let logger: Logger
     public let port: Int
     /// The longest command line read; a longer one is answered `ERROR`.
     static let maximumCommandBytes = 4096
 
+    /// - Parameter idleTimeout: seconds a connection may send nothing before it is closed (0: never).
     static func bind(
-        host: String, port: Int, commands: ManagementCommands, logger: Logger
+        host: String, port: Int, commands: ManagementCommands, idleTimeout: Int = 300,
+        registry: ConnectionRegistry = ConnectionRegistry(), logger: Logger
     ) async throws -> ManagementServer {
         let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
         do {
             // A client that half-closes after its command (`nc -q1`, `nc -N`) still gets the whole answer.
-            server = try await ServerBootstrap.sidestat(backlog: 64)
+            server = try await ServerBootstrap.sidestat(backlog: 64, registry: registry, logger: logger, kind: "Management")
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        if idleTimeout > 0 {
+                            try channel.pipeline.syncOperations.addHandlers(
+                                IdleStateHandler(readTimeout: .seconds(Int64(idleTimeout))),
+                                CloseIdleConnection(seconds: idleTimeout, setting: "managementIdleTimeout", logger: logger))
+                        }
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
         } catch {
             throw ListenError("the management port", address: host, port: port, error: error)
         }
-        return ManagementServer(server: server, commands: commands, logger: logger)
+        return ManagementServer(server: server, commands: commands, registry: registry, logger: logger)
     }
 
     private init(
         server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, commands: ManagementCommands,
-        logger: Logger
+        registry: ConnectionRegistry, logger: Logger
     ) {
         self.server = server
         self.commands = commands
+        self.registry = registry
         self.logger = logger
         self.port = server.channel.localAddress?.port ?? 0
     }
 
     public func run() async throws {
         try await acceptConnections(
-            on: self.server, logger: self.logger, kind: "Management", maximumConnections: 64
-        ) { inbound, writer in
+            on: self.server, registry: self.registry, logger: self.logger, kind: "Management", maximumConnections: 64
+        ) { inbound, writer, connection in
             var session = ManagementSession(commands: self.commands)
             for try await buffer in inbound {
+                connection.touch()
                 let (replies, quit) = buffer.withUnsafeReadableBytes { session.receive($0.bindMemory(to: UInt8.self)) }
-                for reply in replies { try await writer.write(ByteBuffer(string: reply)) }
+                if !replies.isEmpty {
+                    connection.busy(true)
+                    for reply in replies { try await writer.write(ByteBuffer(string: reply)) }
+                    connection.busy(false)
+                }
                 if quit { return }
             }
             if let reply = session.finish() { try await writer.write(ByteBuffer(string: reply)) }
@@ -80,21 +94,43 @@ public struct ManagementSession {
         self.commands = commands
     }
 
-    /// Takes the next bytes from the client: the replies to the commands they complete, and whether the client
-    /// asked to `quit` (nothing after it is answered).
+    /// Lines read so far: the first one decides whether this is a web page's request.
+    var linesRead = 0
+
+    /// Takes the next bytes from the client: the replies to the commands they complete, and whether the connection
+    /// ends here (the client asked to `quit`, or it is an HTTP request; nothing after that is answered or run).
     public mutating func receive(_ bytes: UnsafeBufferPointer<UInt8>) -> (replies: [String], quit: Bool) {
         guard !self.closed else { return ([], true) }
-        var lines: [String] = []
-        self.framer.append(bytes) { lines.append($0) }
+        var lines: [(text: String, cut: Bool)] = []
+        self.framer.append(bytes) { lines.append(($0, $1)) }
         var replies: [String] = []
         for line in lines {
-            guard let reply = self.commands.execute(line) else {
+            self.linesRead += 1
+            // A browser's request (a web page's fetch() or form, maybe through DNS rebinding) starts with an HTTP
+            // request line: nothing it carries is run. statsd answers such a chunk ERROR and runs nothing too.
+            if self.linesRead == 1, Self.isHTTPRequestLine(line.text) {
+                self.closed = true
+                return ([], true)
+            }
+            // A line past the bound is no command: answered ERROR, never run cut.
+            guard !line.cut else {
+                replies.append("ERROR\n")
+                continue
+            }
+            guard let reply = self.commands.execute(line.text) else {
                 self.closed = true
                 return (replies, true)
             }
             replies.append(reply)
         }
         return (replies, false)
+    }
+
+    /// `METHOD /target HTTP/1.x`: a method in capitals, a target, and an HTTP version.
+    static func isHTTPRequestLine(_ line: String) -> Bool {
+        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard parts.count == 3, parts[2].hasPrefix("HTTP/") else { return false }
+        return !parts[0].isEmpty && parts[0].allSatisfy { $0.isASCII && $0.isUppercase }
     }
 
     /// The client closed its side: a last command without a newline still counts, as in statsd.
@@ -104,6 +140,7 @@ public struct ManagementSession {
         var last: [String] = []
         self.framer.finish { last.append($0) }
         guard let line = last.first, !line.allSatisfy({ $0 == " " || $0 == "\r" }) else { return nil }
+        if self.linesRead == 0, Self.isHTTPRequestLine(line.hasSuffix("\r") ? String(line.dropLast()) : line) { return nil }
         return self.commands.execute(line)
     }
 }

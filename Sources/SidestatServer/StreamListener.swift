@@ -32,15 +32,17 @@ public final class StreamListener: Service, Sendable {
     let logger: Logger
     let unixSocket: String?
     let lengthPrefixed: Bool
+    let registry: ConnectionRegistry
     public let description: String
     public let port: Int
 
     /// Binds the listener now, so that errors stop start-up.
     static func bind(
         configuration: ListenerConfiguration, shard: Int, aggregator: Aggregator, state: DaemonState,
-        dumpMessages: Bool, forwarders: [any PacketForwarder] = [], idleTimeout: Int = 0, logger: Logger
+        dumpMessages: Bool, forwarders: [any PacketForwarder] = [], idleTimeout: Int = 0,
+        registry: ConnectionRegistry = ConnectionRegistry(), logger: Logger
     ) async throws -> StreamListener {
-        let bootstrap = ServerBootstrap.sidestat(backlog: 256)
+        let bootstrap = ServerBootstrap.sidestat(backlog: 256, registry: registry, logger: logger, kind: "TCP")
             .childChannelOption(.allowRemoteHalfClosure, value: true)
         let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> = {
             channel in
@@ -48,7 +50,7 @@ public final class StreamListener: Service, Sendable {
                 if idleTimeout > 0 {
                     try channel.pipeline.syncOperations.addHandlers(
                         IdleStateHandler(readTimeout: .seconds(Int64(idleTimeout))),
-                        CloseIdleConnection(seconds: idleTimeout, logger: logger))
+                        CloseIdleConnection(seconds: idleTimeout, setting: "tcpIdleTimeout", logger: logger))
                 }
                 return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
             }
@@ -77,16 +79,17 @@ public final class StreamListener: Service, Sendable {
         return StreamListener(
             server: server, shard: shard, aggregator: aggregator, state: state, dumpMessages: dumpMessages,
             forwarders: forwarders, logger: logger, unixSocket: configuration.unixSocket,
-            lengthPrefixed: configuration.lengthPrefixed, description: description,
+            lengthPrefixed: configuration.lengthPrefixed, registry: registry, description: description,
             port: server.channel.localAddress?.port ?? 0)
     }
 
     private init(
         server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, shard: Int, aggregator: Aggregator,
         state: DaemonState, dumpMessages: Bool, forwarders: [any PacketForwarder], logger: Logger, unixSocket: String?,
-        lengthPrefixed: Bool, description: String, port: Int
+        lengthPrefixed: Bool, registry: ConnectionRegistry, description: String, port: Int
     ) {
         self.lengthPrefixed = lengthPrefixed
+        self.registry = registry
         self.forwarders = forwarders
         self.server = server
         self.shard = shard
@@ -103,7 +106,8 @@ public final class StreamListener: Service, Sendable {
         defer {
             if let path = self.unixSocket { unlink(path) }
         }
-        try await acceptConnections(on: self.server, logger: self.logger, kind: "TCP") { inbound, _ in
+        try await acceptConnections(on: self.server, registry: self.registry, logger: self.logger, kind: "TCP") {
+            inbound, _, connection in
             var pipeline = IngestPipeline(
                 aggregator: self.aggregator, shard: self.shard, state: self.state, dumpMessages: self.dumpMessages,
                 forwarders: self.forwarders, logger: self.logger)
@@ -116,6 +120,7 @@ public final class StreamListener: Service, Sendable {
             // end, so a client that never sends a newline costs a bounded buffer.
             var skipping = false
             for try await buffer in inbound {
+                connection.touch()
                 buffer.withUnsafeReadableBytes { chunk in
                     var bytes = chunk[...]
                     if skipping {
@@ -190,24 +195,27 @@ public final class StreamListener: Service, Sendable {
     }
 }
 
-/// Closes a statsd TCP connection that sent nothing for `tcpIdleTimeout` seconds (a client that went away without
+/// Closes a statsd TCP or management connection that sent nothing for `seconds` (a client that went away without
 /// closing, or one holding a connection it never uses), so that such connections cannot pile up to the bound.
-/// What it sent before has been ingested as it arrived.
+/// What it sent before has been read as it arrived.
 final class CloseIdleConnection: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     let seconds: Int
+    /// The configuration key that sets `seconds`, for the log line.
+    let setting: String
     let logger: Logger
 
-    init(seconds: Int, logger: Logger) {
+    init(seconds: Int, setting: String, logger: Logger) {
         self.seconds = seconds
+        self.setting = setting
         self.logger = logger
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             self.logger.info(
-                "Closing a TCP connection idle for \(self.seconds) s (tcpIdleTimeout)",
+                "Closing a connection idle for \(self.seconds) s (\(self.setting))",
                 metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
             context.close(promise: nil)
         } else {

@@ -16,8 +16,16 @@ public struct LineFramer {
         self.maximumLineBytes = maximumLineBytes
     }
 
-    /// Takes the next bytes; calls `line` with each complete line (without its `\n` or `\r\n`).
+    /// Takes the next bytes; calls `line` with each complete line (without its `\n` or `\r\n`). A line longer than
+    /// the bound is cut there and marked ` [line cut at N bytes]`.
     public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>, _ line: (String) -> Void) {
+        let maximum = self.maximumLineBytes
+        self.append(bytes) { text, cut in line(cut ? text + " [line cut at \(maximum) bytes]" : text) }
+    }
+
+    /// Takes the next bytes; calls `line` with each complete line and whether it was cut at the bound (then `text`
+    /// is its first `maximumLineBytes` bytes, and the rest up to the newline is skipped).
+    public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>, _ line: (_ text: String, _ cut: Bool) -> Void) {
         var start = 0
         while start < bytes.count {
             let rest = UnsafeBufferPointer(rebasing: bytes[start...])
@@ -31,7 +39,7 @@ public struct LineFramer {
                 self.skipping = false
             } else {
                 if self.pending.last == UInt8(ascii: "\r") { self.pending.removeLast() }
-                line(String(decoding: self.pending, as: UTF8.self))
+                line(String(decoding: self.pending, as: UTF8.self), false)
             }
             self.pending.removeAll(keepingCapacity: true)
             start = newline + 1
@@ -45,7 +53,7 @@ public struct LineFramer {
         self.skipping = false
     }
 
-    private mutating func take(_ bytes: UnsafeBufferPointer<UInt8>, _ line: (String) -> Void) {
+    private mutating func take(_ bytes: UnsafeBufferPointer<UInt8>, _ line: (String, Bool) -> Void) {
         guard !self.skipping else { return }
         let room = self.maximumLineBytes - self.pending.count
         guard bytes.count > room else {
@@ -53,7 +61,7 @@ public struct LineFramer {
             return
         }
         self.pending.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<room]))
-        line(String(decoding: self.pending, as: UTF8.self) + " [line cut at \(self.maximumLineBytes) bytes]")
+        line(String(decoding: self.pending, as: UTF8.self), true)
         self.pending.removeAll(keepingCapacity: true)
         self.skipping = true
         self.cutLines += 1

@@ -80,9 +80,12 @@ public struct GraphiteConfiguration: BackendSection, Hashable {
             ("globalPrefix", \Self.globalPrefix), ("prefixCounter", \.prefixCounter), ("prefixTimer", \.prefixTimer),
             ("prefixGauge", \.prefixGauge), ("prefixSet", \.prefixSet),
         ] {
-            if let value = reader.string(graphite[name], key: "graphite." + name) { self[keyPath: path] = value }
+            if let value = reader.string(graphite[name], key: "graphite." + name) {
+                self[keyPath: path] = reader.metricPath(value, key: "graphite." + name)
+            }
         }
         self.globalSuffix = reader.string(graphite["globalSuffix"], key: "graphite.globalSuffix")
+            .map { reader.metricPath($0, key: "graphite.globalSuffix") }
         if let mode = reader.string(graphite["instance"], key: "graphite.instance") {
             if let value = Instance(rawValue: mode) {
                 self.instance = value

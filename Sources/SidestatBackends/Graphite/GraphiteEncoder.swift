@@ -144,7 +144,10 @@ public struct GraphiteEncoder {
         }
         strings.append(bytes(naming.linePrefix))
         strings.append(pathInstance.map { bytes($0 + ".") } ?? [])
-        strings.append(naming.instanceAsTag ? naming.instance.map { bytes(";instance=" + $0) } ?? [] : [])
+        // As a tag value: cleaned as a key, without `;` (which would start another tag).
+        strings.append(
+            naming.instanceAsTag
+                ? naming.instance.map { bytes(";instance=" + KeySanitizer.sanitize($0).filter { $0 != ";" }) } ?? [] : [])
         strings.append(bytes(statsPrefix + "graphiteStats.queued_bytes"))
         strings.append(bytes(statsPrefix + "graphiteStats.dropped_points"))
         precondition(strings.count == Constants.statistics)

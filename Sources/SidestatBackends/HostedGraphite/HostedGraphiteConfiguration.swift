@@ -24,7 +24,7 @@ public struct HostedGraphiteConfiguration: BackendSection, Hashable {
         let section = reader.section(object, "hostedGraphite", example: "{apiKey: \"...\"}")
         let key = reader.string(section["apiKey"], key: "hostedGraphite.apiKey")
             ?? context.environment["HOSTEDGRAPHITE_APIKEY"]
-        self.init(apiKey: key ?? "")
+        self.init(apiKey: reader.metricPath(key ?? "", key: "hostedGraphite.apiKey", secret: true))
         if self.apiKey.isEmpty {
             reader.problem("hostedGraphite.apiKey", "is required by the hostedgraphite backend (or set HOSTEDGRAPHITE_APIKEY)")
         }
@@ -37,7 +37,7 @@ public struct HostedGraphiteConfiguration: BackendSection, Hashable {
     /// From `HOSTEDGRAPHITE_APIKEY`.
     public init?(environment context: SectionContext, reader: inout ConfigurationReader) {
         guard let key = context.environment["HOSTEDGRAPHITE_APIKEY"], !key.isEmpty else { return nil }
-        self.init(apiKey: key)
+        self.init(apiKey: reader.metricPath(key, key: "HOSTEDGRAPHITE_APIKEY", secret: true))
         self.naming.warnAboutInstance(JSObject(), reader: &reader, context: context)
     }
 

@@ -9,6 +9,8 @@ import SidestatConfiguration
 public struct PrometheusConfiguration: BackendSection, Hashable {
     public var port = 9102
     public var address = "127.0.0.1"
+    /// Whether the file set `prometheus.port` or `prometheus.address`.
+    public var portIsExplicit = false
     /// Histogram bucket bounds for timers, in seconds (timers are received in milliseconds).
     public var buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     /// Histogram bucket bounds for DogStatsD distributions (`|d`), in the values' own unit: 1-2.5-5 steps from 1 to
@@ -22,8 +24,16 @@ public struct PrometheusConfiguration: BackendSection, Hashable {
 
     public init(reading object: JSObject, reader: inout ConfigurationReader, context: SectionContext) {
         let prometheus = reader.section(object, "prometheus", example: "{port: 9102, buckets: [0.1, 1, 10]}")
-        if let port = reader.integer(prometheus["port"], key: "prometheus.port", in: 0...65_535) { self.port = port }
-        if let address = reader.string(prometheus["address"], key: "prometheus.address") { self.address = address }
+        if let port = reader.integer(prometheus["port"], key: "prometheus.port", in: 0...65_535) {
+            self.port = port
+            self.portIsExplicit = true
+        }
+        if let address = reader.nonEmptyString(
+            prometheus["address"], key: "prometheus.address", what: "the address /metrics is served on, such as \"127.0.0.1\"")
+        {
+            self.address = address
+            self.portIsExplicit = true
+        }
         if let buckets = Self.buckets(prometheus["buckets"], key: "prometheus.buckets", unit: "seconds", &reader) {
             self.buckets = buckets
         }
@@ -57,6 +67,7 @@ public struct PrometheusConfiguration: BackendSection, Hashable {
     }
 
     public var pageListener: (address: String, port: Int)? { (self.address, self.port) }
+    public var pageListenerIsExplicit: Bool { self.portIsExplicit }
 
     public func makeBackend(_ context: BackendContext) -> any MetricsBackend {
         PrometheusBackend(

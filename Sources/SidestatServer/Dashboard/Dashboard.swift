@@ -26,7 +26,8 @@ final class DashboardBackend: MetricsBackend {
 }
 
 enum DashboardRoutes {
-    /// `/` (the page), `/api/keys?q=&offset=&limit=&points=`, `/api/series?key=`, `/api/health`.
+    /// `/` (the page, with `/dashboard.css` and `/dashboard.js`), `/api/keys?q=&offset=&limit=&points=`,
+    /// `/api/series?key=&kind=`, `/api/health`.
     /// - Parameter internalPrefix: statsd's own keys' prefix (`prefixStats` and a dot), shown as a group of their own.
     static func route(
         _ uri: String, store: DashboardStore, backends: [any MetricsBackend], internalPrefix: String = "statsd."
@@ -39,13 +40,18 @@ enum DashboardRoutes {
         switch path {
         case "/", "/index.html":
             return .init(status: .ok, contentType: "text/html; charset=utf-8", body: DashboardPage.html)
+        case "/dashboard.css":
+            return .init(status: .ok, contentType: "text/css; charset=utf-8", body: DashboardPage.css)
+        case "/dashboard.js":
+            return .init(status: .ok, contentType: "text/javascript; charset=utf-8", body: DashboardPage.javascript)
         case "/api/keys":
             let body = store.keysJSON(
                 query: query["q"] ?? "", offset: integer("offset", 0, 0...Int.max), limit: integer("limit", 200, 0...2000),
                 points: integer("points", 60, 1...store.slots), internalPrefix: internalPrefix)
             return .init(status: .ok, contentType: json, body: body)
         case "/api/series":
-            guard let key = query["key"], let body = store.seriesJSON(key) else {
+            let kind = query["kind"].flatMap(DashboardStore.Kind.init(rawValue:))
+            guard let key = query["key"], let body = store.seriesJSON(key, kind: kind) else {
                 return .init(status: .notFound, contentType: json, body: "{\"error\":\"no such key\"}")
             }
             return .init(status: .ok, contentType: json, body: body)
@@ -89,5 +95,21 @@ enum DashboardRoutes {
             index = utf8.index(after: index)
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// The dashboard's answers apart from its port (the fuzzer drives them with any request).
+public struct DashboardPages: Sendable {
+    let store: DashboardStore
+    let internalPrefix: String
+
+    public init(store: DashboardStore, internalPrefix: String = "statsd.") {
+        self.store = store
+        self.internalPrefix = internalPrefix
+    }
+
+    /// The answer to a GET of `uri` (path and query).
+    public func route(_ uri: String) -> HTTPEndpoint.Response {
+        DashboardRoutes.route(uri, store: self.store, backends: [], internalPrefix: self.internalPrefix)
     }
 }

@@ -3,9 +3,11 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
-/// The dashboard's one page: HTML, CSS and JavaScript with nothing fetched from elsewhere (it works offline). It asks
-/// `/api/keys` for a page of keys with sparklines (at most 200 at a time, so 10,000 keys stay quick), `/api/series`
-/// for the selected key's hour, and `/api/health`, again after every flush.
+/// The dashboard's one page: HTML, with its CSS and JavaScript served beside it (`/dashboard.css`, `/dashboard.js`:
+/// nothing inline, so that the port's Content-Security-Policy can allow this origin's files alone), and nothing
+/// fetched from elsewhere (it works offline). It asks `/api/keys` for a page of rows with sparklines (at most 200 at
+/// a time, so 10,000 keys stay quick), `/api/series` for the selected row's hour, and `/api/health`, again after
+/// every flush.
 enum DashboardPage {
     static let html = #"""
 <!doctype html>
@@ -14,7 +16,33 @@ enum DashboardPage {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Sidestat</title>
-<style>
+<link rel="stylesheet" href="/dashboard.css">
+</head>
+<body>
+<header>
+  <h1>Sidestat</h1>
+  <input id="search" type="search" placeholder="Search keys" autocomplete="off">
+  <span id="status" class="muted">waiting for the first flush…</span>
+  <span id="health"></span>
+  <button id="theme" title="Light or dark">◐</button>
+</header>
+<main>
+  <div>
+    <section><h2>Metrics</h2><div id="user"></div></section>
+    <section class="below"><h2>statsd</h2><div id="statsd"></div></section>
+  </div>
+  <section id="chart">
+    <div id="chart-title" class="muted">Select a key</div>
+    <div id="chart-summary" class="muted"></div>
+    <svg id="chart-svg" viewBox="0 0 800 260" preserveAspectRatio="none"></svg>
+  </section>
+</main>
+<script src="/dashboard.js"></script>
+</body>
+</html>
+"""#
+
+    static let css = #"""
 :root { --bg:#fafafa; --fg:#1d232a; --muted:#69727d; --panel:#ffffff; --line:#e3e6ea; --accent:#2563eb;
         --band:rgba(37,99,235,.15); --p90:#7c3aed; --bad:#dc2626; --ok:#16a34a; }
 [data-theme=dark] { --bg:#0f1419; --fg:#e6e9ed; --muted:#8b949e; --panel:#161b22; --line:#2a313a; --accent:#60a5fa;
@@ -50,31 +78,13 @@ svg.spark { width:120px; height:24px } svg.spark path { fill:none; stroke:var(--
 #chart .p90 { fill:none; stroke:var(--p90); stroke-width:1.5; stroke-linecap:round }
 #chart .band { fill:var(--band); stroke:none }
 .more { padding:6px 12px; color:var(--muted); font-size:12px }
-</style>
-</head>
-<body>
-<header>
-  <h1>Sidestat</h1>
-  <input id="search" type="search" placeholder="Search keys" autocomplete="off">
-  <span id="status" class="muted">waiting for the first flush…</span>
-  <span id="health"></span>
-  <button id="theme" title="Light or dark">◐</button>
-</header>
-<main>
-  <div>
-    <section><h2>Metrics</h2><div id="user"></div></section>
-    <section style="margin-top:16px"><h2>statsd</h2><div id="statsd"></div></section>
-  </div>
-  <section id="chart">
-    <div id="chart-title" class="muted">Select a key</div>
-    <div id="chart-summary" class="muted"></div>
-    <svg id="chart-svg" viewBox="0 0 800 260" preserveAspectRatio="none"></svg>
-  </section>
-</main>
-<script>
+.below { margin-top:16px }
+"""#
+
+    static let javascript = #"""
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { query: "", selected: null, interval: 10, timer: null };
+const state = { query: "", selected: null, kind: null, interval: 10, timer: null };
 const units = { counter: "/s", gauge: "", timer: " ms", set: " members" };
 
 function theme(next) {
@@ -119,7 +129,7 @@ function range(lists) {
 
 function row(key) {
   const div = document.createElement("div");
-  div.className = "row" + (key.name === state.selected ? " selected" : "");
+  div.className = "row" + (key.name === state.selected && key.kind === state.kind ? " selected" : "");
   div.dataset.key = key.name;
   div.dataset.kind = key.kind;
   const [lo, hi] = range([key.spark]);
@@ -129,7 +139,7 @@ function row(key) {
   div.querySelector(".name").title = key.name;
   div.querySelector(".kind").textContent = key.kind;
   div.querySelector(".last").textContent = format(key.last) + (key.last === null ? "" : units[key.kind]);
-  div.onclick = () => { state.selected = key.name; refresh(); };
+  div.onclick = () => { state.selected = key.name; state.kind = key.kind; refresh(); };
   return div;
 }
 
@@ -153,7 +163,11 @@ async function loadKeys() {
   }
   const when = data.time ? new Date(data.time * 1000).toLocaleTimeString() : "–";
   $("status").textContent = data.total + " keys · last flush " + when + " · every " + state.interval + " s";
-  if (!state.selected && data.keys.length) state.selected = (data.keys.find(k => k.group === "user") || data.keys[0]).name;
+  if (!state.selected && data.keys.length) {
+    const first = data.keys.find(k => k.group === "user") || data.keys[0];
+    state.selected = first.name;
+    state.kind = first.kind;
+  }
 }
 
 async function loadHealth() {
@@ -178,7 +192,7 @@ async function loadHealth() {
 
 async function loadChart() {
   if (!state.selected) return;
-  const response = await fetch("/api/series?key=" + encodeURIComponent(state.selected));
+  const response = await fetch("/api/series?key=" + encodeURIComponent(state.selected) + "&kind=" + encodeURIComponent(state.kind || ""));
   if (!response.ok) return;
   const data = await response.json();
   const svg = $("chart-svg"), width = 800, height = 240;
@@ -215,6 +229,7 @@ async function loadChart() {
   $("chart-summary").textContent = label + " · last " + format(last) + " · min " + format(seen.length ? Math.min(...seen) : null) +
     " · max " + format(seen.length ? Math.max(...(data.kind === "timer" ? data.max.filter(v => v !== null) : seen)) : null);
   $("chart").dataset.key = data.name;
+  $("chart").dataset.kind = data.kind;
   $("chart").dataset.max = String(seen.length ? Math.max(...seen) : "");
 }
 
@@ -236,8 +251,5 @@ $("search").addEventListener("input", (event) => {
   typing = setTimeout(() => { state.query = event.target.value.trim(); refresh(); }, 150);
 });
 refresh();
-</script>
-</body>
-</html>
 """#
 }

@@ -8,39 +8,45 @@ import Synchronization
 
 /// What the dashboard page asks for, as JSON: a page of keys with sparklines, one key's whole history, and health.
 extension DashboardStore {
-    /// Keys whose name contains `query` (any case), user keys first then statsd's own (`statsd.`), each with its
-    /// last value and its last `points` values.
+    /// Rows (a key as one type) whose name contains `query` (any case), user keys first then statsd's own
+    /// (`statsd.`), by name then type, each with its last value and its last `points` values.
     public func keysJSON(query: String, offset: Int, limit: Int, points: Int, internalPrefix: String = "statsd.") -> String {
         self.state.withLock { state in
             let needle = query.lowercased()
-            var names = state.series.keys.filter { needle.isEmpty || $0.lowercased().contains(needle) }
-            names.sort { a, b in
-                let internalA = a.hasPrefix(internalPrefix)
-                let internalB = b.hasPrefix(internalPrefix)
-                return internalA != internalB ? !internalA : a < b
+            var keys = state.series.keys.filter { needle.isEmpty || $0.name.lowercased().contains(needle) }
+            let order = Dictionary(uniqueKeysWithValues: Kind.allCases.enumerated().map { ($1, $0) })
+            keys.sort { a, b in
+                let internalA = a.name.hasPrefix(internalPrefix)
+                let internalB = b.name.hasPrefix(internalPrefix)
+                if internalA != internalB { return !internalA }
+                return a.name != b.name ? a.name < b.name : order[a.kind]! < order[b.kind]!
             }
-            let page = names.dropFirst(max(offset, 0)).prefix(max(limit, 0))
+            let page = keys.dropFirst(max(offset, 0)).prefix(max(limit, 0))
             var out = "{\"time\":\(state.tick >= 0 ? state.times[state.tick % self.slots] : 0),\"interval\":"
-            out += JSON.number(state.interval) + ",\"total\":\(names.count),\"keys\":["
+            out += JSON.number(state.interval) + ",\"total\":\(keys.count),\"keys\":["
             var first = true
-            for name in page {
-                guard let series = state.series[name] else { continue }
+            for key in page {
+                guard let series = state.series[key] else { continue }
                 let values = self.history(series, lane: 0, tick: state.tick, count: points)
                 out += first ? "" : ","
                 first = false
-                out += "{\"name\":" + JSON.string(name) + ",\"kind\":\"\(series.kind.rawValue)\""
-                out += ",\"group\":\"\(name.hasPrefix(internalPrefix) ? "statsd" : "user")\""
-                out += ",\"last\":" + JSON.number(values.last.map(Double.init) ?? .nan)
+                out += "{\"name\":" + JSON.string(key.name) + ",\"kind\":\"\(series.kind.rawValue)\""
+                out += ",\"group\":\"\(key.name.hasPrefix(internalPrefix) ? "statsd" : "user")\""
+                out += ",\"last\":" + JSON.number(values.last ?? .nan)
                 out += ",\"spark\":" + JSON.array(values) + "}"
             }
             return out + "]}"
         }
     }
 
-    /// One key's whole history: flush times, and its lanes (`value`, or a timer's `median`, `p90` and `max`).
-    public func seriesJSON(_ name: String) -> String? {
+    /// One row's whole history: flush times, and its lanes (`value`, or a timer's `median`, `p90` and `max`).
+    /// Without a `kind`, the key's first type (counter, gauge, timer, set).
+    public func seriesJSON(_ name: String, kind: Kind? = nil) -> String? {
         self.state.withLock { state in
-            guard let series = state.series[name] else { return nil }
+            let kinds = kind.map { [$0] } ?? Kind.allCases
+            var found: Series? = nil
+            for kind in kinds where found == nil { found = state.series[SeriesKey(name: name, kind: kind)] }
+            guard let series = found else { return nil }
             let count = min(state.tick + 1, self.slots)
             var times: [Int] = []
             for index in (state.tick - count + 1)...max(state.tick, 0) where index >= 0 {
@@ -71,9 +77,9 @@ extension DashboardStore {
     }
 
     /// The last `count` values of `lane`, oldest first; NaN where the key had none.
-    func history(_ series: Series, lane: Int, tick: Int, count: Int) -> [Float] {
+    func history(_ series: Series, lane: Int, tick: Int, count: Int) -> [Double] {
         let count = min(count, self.slots)
-        var values: [Float] = []
+        var values: [Double] = []
         values.reserveCapacity(count)
         for index in (tick - count + 1)...tick {
             if index < 0 || index > series.lastTick || index <= series.lastTick - self.slots {
@@ -92,7 +98,7 @@ enum JSON {
 
     static func number(_ value: Double) -> String { value.isFinite ? JSNumber.string(value) : "null" }
 
-    static func array(_ values: [Float]) -> String {
-        "[" + values.map { $0.isFinite ? JSNumber.string(Double($0.description) ?? 0) : "null" }.joined(separator: ",") + "]"
+    static func array(_ values: [Double]) -> String {
+        "[" + values.map { $0.isFinite ? JSNumber.string($0) : "null" }.joined(separator: ",") + "]"
     }
 }

@@ -35,6 +35,17 @@ enum TestPaths {
         packageRoot.appendingPathComponent(".build/venvs/\(package)/bin/python").path
     }
 
+    /// The Python of the Playwright virtualenv, with Debian's Chromium beside it (scripts/test installs both).
+    static func playwrightPython() throws -> String {
+        let python = Self.venvPython("playwright")
+        guard FileManager.default.isExecutableFile(atPath: python),
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium")
+        else {
+            throw TestFailure("Playwright or Chromium is missing: run scripts/test, which installs both")
+        }
+        return python
+    }
+
     /// A new directory under the system's temporary directory. The test process removes every one it made when it
     /// exits (a test that fails keeps nothing behind either; set SIDESTAT_KEEP_TEST_FILES=1 to keep them).
     static func temporaryDirectory() -> URL {
@@ -249,13 +260,13 @@ enum Send {
         return received
     }
 
-    static func connect(port: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
+    static func connect(port: Int, receiveBuffer: Int32? = nil, address host: String = "127.0.0.1") throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         let status = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

@@ -13,14 +13,17 @@ enum HTTP {
         var headers: [String: String]
     }
 
+    /// - Parameter host: the `Host` header (`127.0.0.1:PORT` by default; an empty string sends none).
     static func request(
-        _ method: String, port: Int, path: String, body: String = "", headers: [String] = [], timeout: Double = 10
+        _ method: String, port: Int, path: String, body: String = "", headers: [String] = [], timeout: Double = 10,
+        host: String? = nil
     ) throws -> Response {
         let fd = try Send.connect(port: port)
         defer { close(fd) }
         var timeoutValue = timeval(tv_sec: Int(timeout), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeoutValue, socklen_t(MemoryLayout<timeval>.size))
-        var head = "\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1:\(port)\r\n"
+        let hostHeader = host ?? "127.0.0.1:\(port)"
+        var head = "\(method) \(path) HTTP/1.0\r\n" + (hostHeader.isEmpty ? "" : "Host: \(hostHeader)\r\n")
         for header in headers { head += header + "\r\n" }
         head += "Content-Length: \(body.utf8.count)\r\n\r\n"
         let bytes = Array((head + body).utf8)
