@@ -50,11 +50,22 @@ let package = Package(
             path: "Benchmarks/ClientBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // sidestat start's dyno metrics: a sample of 20 process trees, and the l2met scan on the output path.
+        .executableTarget(
+            name: "RunnerBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "SidestatRunner", package: "sidestat"),
+            ],
+            path: "Benchmarks/RunnerBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         // A fixed amount of ingest or encode work for `valgrind --tool=callgrind` (instruction counts on a noisy machine).
         .executableTarget(
             name: "IngestProbe",
             dependencies: [
                 "BenchmarkSupport",
+                .product(name: "SidestatRunner", package: "sidestat"),
                 .product(name: "SidestatProtocol", package: "sidestat"),
                 .product(name: "SidestatAggregation", package: "sidestat"),
             ],

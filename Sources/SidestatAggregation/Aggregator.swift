@@ -62,6 +62,19 @@ public final class IngestShard: Sendable {
         }
     }
 
+    /// Aggregates lines made inside Sidestat (process metrics, l2met log lines): they are not packets a client sent,
+    /// so `packets_received` and `metrics_received` do not count them. Returns how many were bad.
+    public func ingestUncounted(_ datagram: UnsafeRawBufferPointer, sequence: UInt64) -> Int {
+        self.withState { store, parser in
+            store.beginBatch(sequence: sequence)
+            let (packets, metrics, bad) = (store.packetsReceived, store.metricsReceived, store.badLinesSeen)
+            store.ingest(datagram, parser: parser)
+            store.packetsReceived = packets
+            store.metricsReceived = metrics
+            return store.badLinesSeen - bad
+        }
+    }
+
     func withState<R>(_ body: (inout MetricStore, StatsdLineParser) throws -> R) rethrows -> R {
         try self.state.withLock { state in try body(&state.store, state.parser) }
     }

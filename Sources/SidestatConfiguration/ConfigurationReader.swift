@@ -138,6 +138,33 @@ public struct ConfigurationReader {
         return cleaned
     }
 
+    /// A size in bytes: a number, or a string with a unit (`"512MB"`, `"1.5GiB"`, `"800K"`; K, M and G count in 1024s,
+    /// as memory quotas are given).
+    public mutating func size(_ value: JSValue, key: String) -> Int? {
+        if case .number(let bytes) = value, bytes.isFinite, bytes > 0, bytes < 1e18 { return Int(bytes) }
+        if case .string(let text) = value, let bytes = Self.parseSize(text) { return bytes }
+        self.problem(key, "must be a size: bytes, or a string like \"512MB\" or \"2GB\", got \(value.typeDescription)")
+        return nil
+    }
+
+    /// `512MB`, `512M`, `512MiB`, `1.5G`, `800KB`, `1024` (bytes); nil when it is none of these.
+    public static func parseSize(_ text: String) -> Int? {
+        let trimmed = text.filter { $0 != " " }
+        let number = trimmed.prefix { $0.isNumber || $0 == "." }
+        let unit = trimmed.dropFirst(number.count).uppercased()
+        guard let value = Double(number), value > 0 else { return nil }
+        let factor: Double
+        switch unit {
+        case "", "B": factor = 1
+        case "K", "KB", "KIB": factor = 1024
+        case "M", "MB", "MIB": factor = 1024 * 1024
+        case "G", "GB", "GIB": factor = 1024 * 1024 * 1024
+        default: return nil
+        }
+        let bytes = value * factor
+        return bytes < 1e18 ? Int(bytes) : nil
+    }
+
     /// A string that must not be empty (a path, an address, a host name).
     public mutating func nonEmptyString(_ value: JSValue, key: String, what: String) -> String? {
         guard let text = self.string(value, key: key) else { return nil }

@@ -89,6 +89,15 @@ extension DaemonConfiguration {
         add("retryBufferBytes", String(self.retryBufferBytes))
         add("seriesBudget", String(self.seriesBudget))
         add("tcpIdleTimeout", String(self.tcpIdleTimeout))
+        add("managementIdleTimeout", String(self.managementIdleTimeout))
+        add("httpRequestTimeout", String(self.httpRequestTimeout))
+        if !self.httpAllowedHosts.isEmpty {
+            add("httpAllowedHosts", "[" + self.httpAllowedHosts.map(quote).joined(separator: ", ") + "]")
+        }
+        add(
+            "processMetrics",
+            self.memoryQuotaBytes.map { "{ enabled: \(self.processMetrics), memoryQuota: \($0) }" } ?? String(self.processMetrics))
+        add("logMetrics", String(self.logMetrics))
         add("instance", quote(self.instance))
         for upstream in self.upstreams { upstream.describe(into: &description) }
         if let port = self.httpPort { add("httpPort", String(port)) }

@@ -24,6 +24,7 @@ extension DaemonConfiguration {
         // Sidestat
         "shutdownTimeout", "udpReceiveBuffer", "udpReaders", "retryBufferBytes", "instance", "httpPort", "httpAddress",
         "seriesBudget", "tcpIdleTimeout", "dashboard", "managementIdleTimeout", "httpRequestTimeout", "httpAllowedHosts",
+        "processMetrics", "logMetrics",
     ]
 
     /// Reads a statsd configuration file (`config.js` or JSON). `upstreams`: the sections `backends` may name (the
@@ -447,6 +448,23 @@ extension DaemonConfiguration {
         if let seconds = reader.integer(object["tcpIdleTimeout"], key: "tcpIdleTimeout", in: 0...(86_400 * 365)) {
             c.tcpIdleTimeout = seconds
         }
+
+        switch object["processMetrics"] {
+        case .undefined, .null, .bool(true):
+            break
+        case .bool(false):
+            c.processMetrics = false
+        case .object(let section):
+            reader.warnUnknownKeys(in: section, of: "processMetrics", known: ["enabled", "memoryQuota"])
+            c.processMetrics = reader.bool(section["enabled"], key: "processMetrics.enabled") ?? true
+            if !section["memoryQuota"].isNullish {
+                c.memoryQuotaBytes = reader.size(section["memoryQuota"], key: "processMetrics.memoryQuota")
+            }
+        case let value:
+            reader.problem(
+                "processMetrics", "must be true, false or an object like {memoryQuota: \"512MB\"}, got \(value.typeDescription)")
+        }
+        c.logMetrics = reader.bool(object["logMetrics"], key: "logMetrics") ?? true
 
         reader.finishUnknownKeys()
         if !reader.problems.isEmpty {

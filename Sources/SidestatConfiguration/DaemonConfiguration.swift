@@ -128,6 +128,12 @@ public struct DaemonConfiguration: Sendable {
     /// An HTTP request (the health port, `/metrics`, the dashboard) must arrive whole within this many seconds of
     /// the connection opening or the last answer; else the connection is closed.
     public var httpRequestTimeout = 10
+    /// Under `sidestat start`: each process's and the dyno's memory and CPU, at each flush (`processMetrics`).
+    public var processMetrics = true
+    /// The dyno's memory quota, in bytes, where the memory cgroup sets none (`processMetrics: {memoryQuota}`).
+    public var memoryQuotaBytes: Int? = nil
+    /// Under `sidestat start`: the l2met metrics in the processes' log lines (`count#`, `measure#`, ...).
+    public var logMetrics = true
     /// Host names (with or without a port) the HTTP ports answer besides loopback ones (`localhost`, `127.x.x.x`,
     /// `[::1]`) and their own bound address: a request for any other `Host` is refused (421), so that a web page
     /// cannot read them through DNS rebinding.

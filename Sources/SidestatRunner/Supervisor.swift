@@ -41,7 +41,14 @@ public final class Supervisor: Service, Sendable {
     /// nil: children inherit stdout and stderr (`sidestat run`).
     let printer: LinePrinter?
     public let grace: Duration
+    /// Sees every line a process prints, with the process's name (on its reader thread, before the line is
+    /// printed): l2met metrics.
+    let lineObserver: (@Sendable (_ process: String, _ line: String) -> Void)?
     private let result = Mutex<Int32?>(nil)
+    private let processes = Mutex<[(name: String, pid: pid_t)]>([])
+
+    /// The processes running now, by name (`web.1`) and pid: what process metrics sample.
+    public var running: [(name: String, pid: pid_t)] { self.processes.withLock { $0 } }
 
     /// The exit code, once `run` has returned.
     public var exitCode: Int32 { self.result.withLock { $0 } ?? 1 }
@@ -50,10 +57,14 @@ public final class Supervisor: Service, Sendable {
     /// signal that comes before `run` is handled, not fatal.
     let signals: UnixSignalsSequence
 
-    public init(specs: [Spec], printer: LinePrinter?, grace: Duration) async {
+    public init(
+        specs: [Spec], printer: LinePrinter?, grace: Duration,
+        lineObserver: (@Sendable (_ process: String, _ line: String) -> Void)? = nil
+    ) async {
         self.specs = specs
         self.printer = printer
         self.grace = grace
+        self.lineObserver = lineObserver
         self.signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
     }
 
@@ -95,8 +106,10 @@ public final class Supervisor: Service, Sendable {
             self.system("\(spec.name) started (pid=\(child.pid))")
             if let printer = self.printer {
                 let quiet = spec.quiet
+                let observer = self.lineObserver
                 let reader = ReaderThread(name: "sidestat-out\(index)") { [stopReading] in
                     child.readLines(stopWhen: { stopReading.isSet }) { line in
+                        observer?(spec.name, line)
                         if !quiet { printer.write(line, name: spec.name, colourIndex: index) }
                     }
                 }
@@ -111,6 +124,7 @@ public final class Supervisor: Service, Sendable {
             waiter.start()
             threads.append(waiter)
         }
+        self.processes.withLock { $0 = children.map { ($0.name, $0.pid) } }
         var supervision = Supervision(names: children.map(\.name))
         // SIGHUP (a closed terminal, a platform's restart) stops the processes as SIGTERM does.
         let signals = self.signals
@@ -153,6 +167,10 @@ public final class Supervisor: Service, Sendable {
                 while !supervision.isFinished, let event = await iterator.next() {
                     // The process's last lines come before its `stopped` line, as in honcho (which reads to the end
                     // of the output); a descendant that keeps the output open delays it a second at most.
+                    if case .exited(let index, _, _) = event {
+                        let pid = children[index].pid
+                        self.processes.withLock { $0.removeAll { $0.pid == pid } }
+                    }
                     if case .exited(let index, _, _) = event, let reader = outputReaders[index] {
                         let until = ContinuousClock.now + .seconds(1)
                         while !reader.isFinished, ContinuousClock.now < until {

@@ -26,6 +26,9 @@ public final class Daemon: Sendable {
     public let backends: [any MetricsBackend]
     let flushService: FlushService
     let keyFlushService: KeyFlushService?
+    /// The aggregator's shard for what Sidestat makes itself.
+    let localShard: Int
+    let flushHooks: FlushHooks
     public let http: HTTPEndpoint?
     /// A backend's own port for its pages (`prometheus.port`), when `httpPort` is set too.
     public let pagePort: HTTPEndpoint?
@@ -47,8 +50,10 @@ public final class Daemon: Sendable {
             }
         }
         let hasStream = configuration.listeners.contains { $0.transport == .tcp }
+        // The last shard takes what Sidestat makes itself (process metrics, l2met log lines).
+        let localShard = udpCount + (hasStream ? 1 : 0)
         let aggregator = Aggregator(
-            shardCount: udpCount + (hasStream ? 1 : 0), sanitizeKeys: configuration.keyNameSanitize,
+            shardCount: localShard + 1, sanitizeKeys: configuration.keyNameSanitize,
             deleteGauges: configuration.deleteGauges, gaugesMaxTTL: configuration.gaugesMaxTTL,
             keyFlush: configuration.keyFlush != nil, seriesBudget: configuration.seriesBudget)
         // Every TCP connection of every listener, so that the one idle the longest makes room at a bound.
@@ -168,9 +173,10 @@ public final class Daemon: Sendable {
                 logger.warning("No dashboard: \(error)")
             }
         }
+        let flushHooks = FlushHooks()
         let flushService = FlushService(
             aggregator: aggregator, backends: flushBackends, configuration: configuration, state: state,
-            flushState: flushState, logger: logger)
+            flushState: flushState, hooks: flushHooks, logger: logger)
         let keyFlushService = configuration.keyFlush.map {
             KeyFlushService(configuration: $0, aggregator: aggregator, output: output, logger: logger)
         }
@@ -179,7 +185,30 @@ public final class Daemon: Sendable {
             configuration: configuration, state: state, aggregator: aggregator, udpListeners: udpListeners,
             streamListeners: streamListeners, management: management, backends: backends,
             flushService: flushService, keyFlushService: keyFlushService, http: http, pagePort: pagePort?.endpoint,
-            dashboard: dashboard, logger: logger)
+            dashboard: dashboard, localShard: localShard, flushHooks: flushHooks, logger: logger)
+    }
+
+    /// Aggregates statsd lines Sidestat makes itself (process metrics, l2met): not counted as received packets.
+    /// Returns how many lines were bad.
+    @discardableResult
+    public func ingestLocal(_ lines: String) -> Int {
+        guard !lines.isEmpty else { return 0 }
+        var lines = lines
+        let bad = lines.withUTF8 { bytes in
+            self.aggregator.shards[self.localShard].ingestUncounted(
+                UnsafeRawBufferPointer(bytes), sequence: self.aggregator.nextSequence())
+        }
+        return bad
+    }
+
+    /// Counts lines Sidestat read and could not use (a malformed l2met token) in `bad_lines_seen`.
+    public func countBadLines(_ count: Int) {
+        self.aggregator.countBadLines(count, shard: self.localShard)
+    }
+
+    /// Runs `hook` at each flush tick, just before the interval is taken: what it ingests is in that flush.
+    public func beforeEachFlush(_ hook: @escaping @Sendable () -> Void) {
+        self.flushHooks.add(hook)
     }
 
     /// An address as a URL's host (`[::1]`).
@@ -197,8 +226,10 @@ public final class Daemon: Sendable {
         configuration: DaemonConfiguration, state: DaemonState, aggregator: Aggregator, udpListeners: [UDPListener],
         streamListeners: [StreamListener], management: ManagementServer, backends: [any MetricsBackend],
         flushService: FlushService, keyFlushService: KeyFlushService?, http: HTTPEndpoint?, pagePort: HTTPEndpoint?,
-        dashboard: HTTPEndpoint?, logger: Logger
+        dashboard: HTTPEndpoint?, localShard: Int, flushHooks: FlushHooks, logger: Logger
     ) {
+        self.localShard = localShard
+        self.flushHooks = flushHooks
         self.http = http
         self.pagePort = pagePort
         self.dashboard = dashboard

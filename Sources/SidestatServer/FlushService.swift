@@ -34,6 +34,17 @@ public final class FlushState: Sendable {
     }
 }
 
+/// What runs at each flush tick before the interval is taken (the runner's process metrics).
+public final class FlushHooks: Sendable {
+    private let hooks = Mutex<[@Sendable () -> Void]>([])
+
+    public init() {}
+
+    func add(_ hook: @escaping @Sendable () -> Void) { self.hooks.withLock { $0.append(hook) } }
+
+    func run() { for hook in self.hooks.withLock({ $0 }) { hook() } }
+}
+
 /// When flushes happen, in milliseconds of the wall clock: pure functions of the time, so that the schedule is tested
 /// without waiting for it.
 public enum FlushSchedule {
@@ -71,12 +82,15 @@ public struct FlushService: Service {
     let settings: ReloadableSettings
     /// The schedule's time (the wall clock, or a test's).
     let time: any TimeSource
+    let hooks: FlushHooks
 
     public init(
         aggregator: Aggregator, backends: [any MetricsBackend], configuration: DaemonConfiguration,
-        state: DaemonState, flushState: FlushState, time: any TimeSource = SystemTime(), logger: Logger
+        state: DaemonState, flushState: FlushState, time: any TimeSource = SystemTime(), hooks: FlushHooks = FlushHooks(),
+        logger: Logger
     ) {
         self.time = time
+        self.hooks = hooks
         self.aggregator = aggregator
         self.backends = backends
         self.configuration = configuration
@@ -203,6 +217,7 @@ public struct FlushService: Service {
         }
         previousTimestamp = timestamp
         let c = self.configuration
+        self.hooks.run()
         var snapshot = self.aggregator.takeSnapshot(policy: self.settings.retention)
         self.startInterval()
         snapshot.sortTimerSamples()

@@ -10,6 +10,7 @@ import SidestatBackends
 import SidestatConfiguration
 import SidestatRunner
 import SidestatServer
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -22,7 +23,7 @@ enum Start {
     static let spec = CommandSpec(
         name: "start",
         usage:
-            "sidestat start [<process> ...] [-f <procfile>] [-e <env>[,...]] [-c <name=N>[,...]] [-q <name>[,...]] [-p <port>] [--config <file>] [--no-statsd] [--no-dashboard] [--no-prefix] [--no-color] [-t <seconds>]",
+            "sidestat start [<process> ...] [-f <procfile>] [-e <env>[,...]] [-c <name=N>[,...]] [-q <name>[,...]] [-p <port>] [--config <file>] [--no-statsd] [--no-dashboard] [--no-process-metrics] [--no-log-metrics] [--memory-quota <size>] [--no-prefix] [--no-color] [-t <seconds>]",
         abstract: "Run the processes of a Procfile, with the statsd server in the same process tree.",
         discussion: """
             Each process runs as `sh -c COMMAND` in its own process group, with PORT = base + 100 × its type's index + \
@@ -42,6 +43,15 @@ enum Start {
             .init(
                 names: ["--no-dashboard"], valueName: nil,
                 help: "Do not serve the live dashboard (on by default outside a dyno: http://127.0.0.1:8127/)."),
+            .init(
+                names: ["--no-process-metrics"], valueName: nil,
+                help: "Do not report the processes' memory and CPU and the dyno's memory (processes.*, dyno.*)."),
+            .init(
+                names: ["--no-log-metrics"], valueName: nil,
+                help: "Do not read l2met metrics (count#, measure#, sample#, unique#) in the processes' output."),
+            .init(
+                names: ["--memory-quota"], valueName: "size",
+                help: "The dyno's memory quota where its cgroup sets none (512MB, 1GB): a warning past 90% of it."),
             .init(names: ["--no-prefix"], valueName: nil, help: "Print output lines without the time and name."),
             .init(names: ["--no-color", "--no-colour"], valueName: nil, help: "Never colour the prefixes."),
             .init(
@@ -95,6 +105,14 @@ enum Start {
             colour: !parsed.has("--no-color"))
         for warning in procfile.warnings { printer.write("warning: \(warning)", name: "system") }
 
+        var memoryQuota: Int? = nil
+        if let text = parsed.value("--memory-quota") {
+            guard let bytes = ConfigurationReader.parseSize(text) else {
+                writeStandardError("sidestat: --memory-quota must be a size such as 512MB or 2GB, got '\(text)'")
+                return 1
+            }
+            memoryQuota = bytes
+        }
         var daemon: Daemon? = nil
         if statsd {
             let output = PrefixedOutput(printer: printer, name: "statsd.1", colourIndex: planned.count)
@@ -108,6 +126,7 @@ enum Start {
             case .failure(let exit): return exit.code
             }
         }
+        let logMetrics = !parsed.has("--no-log-metrics") && daemon?.configuration.logMetrics == true
         let supervisor = await Supervisor(
             specs: planned.map { process in
                 var env = environment
@@ -117,9 +136,48 @@ enum Start {
                 return Supervisor.Spec(
                     name: process.name, arguments: ["/bin/sh", "-c", process.command], environment: env,
                     quiet: quiet.contains(process.name.split(separator: ".").dropLast().joined(separator: ".")))
-            }, printer: printer, grace: .seconds(grace))
+            }, printer: printer, grace: .seconds(grace),
+            lineObserver: logMetrics ? daemon.map { LogLineMetrics(daemon: $0, printer: printer).observe } : nil)
+        if let daemon, !parsed.has("--no-process-metrics"), daemon.configuration.processMetrics {
+            let metrics = ProcessMetrics(quotaBytes: memoryQuota ?? daemon.configuration.memoryQuotaBytes) { warning in
+                printer.write("warning: \(warning)", name: "system")
+            }
+            daemon.beforeEachFlush { [supervisor] in daemon.ingestLocal(metrics.sample(supervisor.running)) }
+        }
         try await runSupervised(supervisor, with: daemon)
         return supervisor.exitCode
+    }
+}
+
+/// The l2met metrics in the processes' output, aggregated by the embedded server; a malformed token is a bad line,
+/// and said at most once a minute.
+final class LogLineMetrics: Sendable {
+    let daemon: Daemon
+    let printer: LinePrinter
+    let lastReport = Mutex<ContinuousClock.Instant?>(nil)
+
+    init(daemon: Daemon, printer: LinePrinter) {
+        self.daemon = daemon
+        self.printer = printer
+    }
+
+    func observe(process: String, line: String) {
+        let scan = L2met.scan(line)
+        if !scan.statsd.isEmpty { self.daemon.ingestLocal(scan.statsd) }
+        guard scan.malformed > 0 else { return }
+        self.daemon.countBadLines(scan.malformed)
+        let due = self.lastReport.withLock { last -> Bool in
+            let now = ContinuousClock.now
+            if let last, now - last < .seconds(60) { return false }
+            last = now
+            return true
+        }
+        if due {
+            self.printer.write(
+                "warning: a metric token in \(process)'s output could not be read (l2met: count#name=1, measure#name=12ms, "
+                    + "sample#name=4, unique#name=x); it is counted in bad_lines_seen: \(line.prefix(200))",
+                name: "system")
+        }
     }
 }
 

@@ -73,6 +73,20 @@ struct DashboardStoreTests {
         #expect(found["total"] as? Int == 1)
     }
 
+    @Test("the processes and the dyno (sidestat start's own metrics) are a group of their own, between user and statsd")
+    func dynoGroup() throws {
+        let store = DashboardStore(slots: 3)
+        self.flush(
+            store, at: 100,
+            "statsd.x:1|g\ndyno.memory_bytes:5|g\nprocesses.web.1.memory_rss_bytes:4|g\nprocesses.web.1.cpu_seconds:0.5|c\napp.y:1|g")
+        let keys = try #require(try self.json(store.keysJSON(query: "", offset: 0, limit: 10, points: 1))["keys"] as? [[String: Any]])
+        #expect(keys.map { $0["group"] as? String } == ["user", "dyno", "dyno", "dyno", "statsd"])
+        #expect(keys.map { $0["name"] as? String } == [
+            "app.y", "dyno.memory_bytes", "processes.web.1.cpu_seconds", "processes.web.1.memory_rss_bytes", "statsd.x",
+        ])
+        #expect(DashboardPage.html.contains("id=\"dyno\""))
+    }
+
     @Test("past the budget, the keys updated longest ago are evicted and counted; the history stays within it")
     func budget() throws {
         let store = DashboardStore(slots: 360, budgetBytes: 400_000)  // about 120 single-lane keys

@@ -29,6 +29,7 @@ enum DashboardPage {
 <main>
   <div>
     <section><h2>Metrics</h2><div id="user"></div></section>
+    <section class="below"><h2>Dyno: processes and memory</h2><div id="dyno"></div></section>
     <section class="below"><h2>statsd</h2><div id="statsd"></div></section>
   </div>
   <section id="chart">
@@ -147,8 +148,9 @@ async function loadKeys() {
   const response = await fetch("/api/keys?limit=200&points=60&q=" + encodeURIComponent(state.query));
   const data = await response.json();
   state.interval = data.interval || 10;
-  const groups = { user: $("user"), statsd: $("statsd") };
-  const fragments = { user: document.createDocumentFragment(), statsd: document.createDocumentFragment() };
+  const groups = { user: $("user"), dyno: $("dyno"), statsd: $("statsd") };
+  const fragments = { user: document.createDocumentFragment(), dyno: document.createDocumentFragment(),
+    statsd: document.createDocumentFragment() };
   for (const key of data.keys) fragments[key.group].appendChild(row(key));
   for (const name in groups) {
     groups[name].replaceChildren(fragments[name]);

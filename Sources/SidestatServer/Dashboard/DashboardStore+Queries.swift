@@ -8,17 +8,19 @@ import Synchronization
 
 /// What the dashboard page asks for, as JSON: a page of keys with sparklines, one key's whole history, and health.
 extension DashboardStore {
-    /// Rows (a key as one type) whose name contains `query` (any case), user keys first then statsd's own
-    /// (`statsd.`), by name then type, each with its last value and its last `points` values.
+    /// Rows (a key as one type) whose name contains `query` (any case), the user's keys first, then the dyno's
+    /// (`processes.`, `dyno.`: what `sidestat start` reports), then statsd's own (`statsd.`), by name then type,
+    /// each with its last value and its last `points` values.
     public func keysJSON(query: String, offset: Int, limit: Int, points: Int, internalPrefix: String = "statsd.") -> String {
         self.state.withLock { state in
             let needle = query.lowercased()
             var keys = state.series.keys.filter { needle.isEmpty || $0.name.lowercased().contains(needle) }
             let order = Dictionary(uniqueKeysWithValues: Kind.allCases.enumerated().map { ($1, $0) })
+            let groups = ["user": 0, "dyno": 1, "statsd": 2]
             keys.sort { a, b in
-                let internalA = a.name.hasPrefix(internalPrefix)
-                let internalB = b.name.hasPrefix(internalPrefix)
-                if internalA != internalB { return !internalA }
+                let groupA = groups[Self.group(a.name, internalPrefix)]!
+                let groupB = groups[Self.group(b.name, internalPrefix)]!
+                if groupA != groupB { return groupA < groupB }
                 return a.name != b.name ? a.name < b.name : order[a.kind]! < order[b.kind]!
             }
             let page = keys.dropFirst(max(offset, 0)).prefix(max(limit, 0))
@@ -31,12 +33,19 @@ extension DashboardStore {
                 out += first ? "" : ","
                 first = false
                 out += "{\"name\":" + JSON.string(key.name) + ",\"kind\":\"\(series.kind.rawValue)\""
-                out += ",\"group\":\"\(key.name.hasPrefix(internalPrefix) ? "statsd" : "user")\""
+                out += ",\"group\":\"\(Self.group(key.name, internalPrefix))\""
                 out += ",\"last\":" + JSON.number(values.last ?? .nan)
                 out += ",\"spark\":" + JSON.array(values) + "}"
             }
             return out + "]}"
         }
+    }
+
+    /// The page's group of a key: statsd's own, the dyno's (process and dyno metrics), or the user's.
+    static func group(_ name: String, _ internalPrefix: String) -> String {
+        if name.hasPrefix(internalPrefix) { return "statsd" }
+        if name.hasPrefix("processes.") || name.hasPrefix("dyno.") { return "dyno" }
+        return "user"
     }
 
     /// One row's whole history: flush times, and its lanes (`value`, or a timer's `median`, `p90` and `max`).
