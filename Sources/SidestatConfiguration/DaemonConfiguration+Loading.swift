@@ -80,7 +80,7 @@ extension DaemonConfiguration {
 
     /// The known key a misspelt one most likely meant: the same letters in another case, or at most two edits
     /// away (a third of the key's length for long keys).
-    static func nearestKey(to key: String, in known: Set<String>) -> String? {
+    public static func nearestKey(to key: String, in known: Set<String>) -> String? {
         if let sameLetters = known.first(where: { $0.lowercased() == key.lowercased() }) { return sameLetters }
         let limit = max(2, key.count / 4)
         let scored = known.map { ($0, Self.editDistance(key.lowercased(), $0.lowercased())) }.filter { $0.1 <= limit }

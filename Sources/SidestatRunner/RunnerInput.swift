@@ -41,7 +41,14 @@ public func readRunnerFile(_ path: String) throws -> String {
 }
 
 public func loadProcfile(_ path: String) throws -> Procfile {
-    guard access(path, F_OK) == 0 else { throw RunnerError(description: "no Procfile at \(path)") }
+    guard access(path, F_OK) == 0 else {
+        // Name the directory: "no Procfile at Procfile" alone does not say where Sidestat looked.
+        var directory = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let place = path.hasPrefix("/") || getcwd(&directory, directory.count) == nil
+            ? "" : " in \(String(decoding: directory.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))"
+        throw RunnerError(
+            description: "no Procfile at \(path)\(place); name the file with -f, as in \"sidestat start -f Procfile.dev\"")
+    }
     return try Procfile.parse(try readRunnerFile(path), path: path)
 }
 

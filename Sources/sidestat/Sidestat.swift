@@ -34,7 +34,15 @@ struct Sidestat {
           check                   Validate a Procfile and list its process types.
           version                 Print the version (also --version).
 
-          See 'sidestat <subcommand> --help' for detailed help.
+          See 'sidestat help <subcommand>' (or 'sidestat <subcommand> --help') for detailed help.
+
+        EXIT CODES:
+          0                       Stopped by SIGTERM or SIGINT after the final flush (serve); success.
+          1                       A Procfile, .env or runner option error (start, run, check); an unexpected failure.
+          2                       A usage error (an unknown command or option), a configuration error, or a
+                                  listener that cannot be opened.
+          N                       start and run: the exit code of the first process that exited.
+          128+N                   start and run stopped by signal N: 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP).
 
         """
 
@@ -44,13 +52,28 @@ struct Sidestat {
         if let first = arguments.first, Self.commands[first] != nil {
             command = first
             arguments.removeFirst()
-        } else if arguments.first == "-h" || arguments.first == "--help" || arguments.first == "help" {
+        } else if arguments.first == "-h" || arguments.first == "--help" {
             writeStandardOutput(Self.overview)
+            exit(0)
+        } else if arguments.first == "help" {
+            // `sidestat help start` is `sidestat start --help`.
+            guard arguments.count > 1, !["help", "version", "--help", "-h"].contains(arguments[1]) else {
+                writeStandardOutput(Self.overview)
+                exit(0)
+            }
+            guard let (spec, _) = Self.commands[arguments[1]] else { Self.unknownCommand(arguments[1]) }
+            writeStandardOutput(spec.helpText)
             exit(0)
         } else if arguments.first == "--version" || arguments.first == "version" {
             writeStandardOutput("sidestat \(sidestatVersion)\n")
             exit(0)
         } else {
+            // `sidestat config.js` runs the server, as `node stats.js config.js`; `sidestat strat` is a typo.
+            if let first = arguments.first, !first.hasPrefix("-"), access(first, F_OK) != 0,
+                Self.nearestCommand(to: first) != nil
+            {
+                Self.unknownCommand(first)
+            }
             command = "serve"
         }
         let (spec, body) = Self.commands[command]!
@@ -62,11 +85,25 @@ struct Sidestat {
             exit(try await body(parsed))
         } catch let error as UsageError {
             writeStandardError("Error: \(error.description)\nUsage: \(spec.usage)\n  See 'sidestat \(spec.name) --help' for more information.")
-            exit(64)
+            exit(2)
         } catch {
             writeStandardError("sidestat: \(error)")
             exit(1)
         }
+    }
+
+    /// The command a mistyped one most likely meant (`strat` → `start`).
+    static func nearestCommand(to name: String) -> String? {
+        DaemonConfiguration.nearestKey(to: name, in: Set(Self.commands.keys).union(["help", "version"]))
+    }
+
+    /// An unknown command (not a file either): the nearest one, and exit code 2.
+    static func unknownCommand(_ name: String) -> Never {
+        let hint = Self.nearestCommand(to: name).map { "; did you mean \"\($0)\"?" } ?? ""
+        writeStandardError(
+            "sidestat: \"\(name)\" is not a command (nor a configuration file here)\(hint)\n"
+                + "  See 'sidestat --help' for the commands.")
+        exit(2)
     }
 
     static let commands: [String: (CommandSpec, @Sendable (ParsedCommand) async throws -> Int32)] = [
