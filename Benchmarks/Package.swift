@@ -54,6 +54,7 @@ let package = Package(
         .executableTarget(
             name: "RunnerBenchmarks",
             dependencies: [
+                "BenchmarkSupport",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "SidestatRunner", package: "sidestat"),
             ],

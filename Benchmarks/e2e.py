@@ -8,10 +8,12 @@ and the fake carbon on CPU 0 (so every figure is per server core):
            each take a 3 s blast of counter lines at the fastest rate one sender core produces; Sidestat's flushed
            counter sums are compared with what was sent (loss, never more), and CPU per line comes from
            utime+stime in /proc.
-  memory   idle RSS, and RSS after 1M distinct counter keys in one interval (the default series budget keeps 100,000).
+  memory   idle RSS of the release binary (stripped, default configuration); then 1M distinct counter keys in one
+           interval at seriesBudget 2,000,000: the resting RSS, and the high-water mark once their flush is delivered.
   budget   (only with --only budget) RSS after 10M distinct counter keys in one interval: a runaway tag.
-  timers   1M distinct timer keys with one sample each: the flush's CPU seconds, peak RSS, and whether counters sent
-           during the flush all arrive; then 10k timer keys x 100 samples: the flush's CPU seconds.
+  timers   1M distinct timer keys with one sample each (seriesBudget 2,000,000): the flush's CPU seconds, peak RSS,
+           and whether counters sent during the flush all arrive; then 10k timer keys x 100 samples: the flush's CPU
+           seconds.
 
 Prints one markdown table. Usage: Benchmarks/e2e.py [--quick] [--reps N] [--skip-build] [--against OTHER_BINARY]
 (--against: the ingest runs alternate the two binaries within each repetition, for a back-to-back comparison).
@@ -188,19 +190,64 @@ def sidestat_ingest(tools, binary, work, packed, seconds, dashboard=False):
             "loss": 1 - got / sent["counter_sum"], "over": got > sent["counter_sum"], "rss_mib": rss / 1024}
 
 
-def memory(tools, binary, work, keys):
+def memory(tools, binary, work, keys, budget=None):
+    """`keys` distinct counter keys sent just after start-up, all in one interval: the resting RSS once they are in,
+    then the high-water mark (VmHWM) once the flush that sends them is delivered."""
     sink = Sink(tools, work, "nomatch", gap_ms=500)
-    server = Sidestat(binary, work, sink.port, 60_000)
+    flush_s = 20
+    server = Sidestat(binary, work, sink.port, flush_s * 1000,
+                      extra=f", seriesBudget: {budget}" if budget else "")
     try:
         time.sleep(1.0)
         idle = memory_kb(server.pid)["VmRSS"]
-        tools.generate(server.port, keys, True, keys=keys, rate=400_000, prefix="mem", seconds=60)
+        tools.generate(server.port, keys, True, keys=keys, rate=400_000, prefix="mem", seconds=flush_s - 5)
         time.sleep(0.5)
         loaded = memory_kb(server.pid)
+        deadline = time.monotonic() + flush_s * 2 + 30
+        while time.monotonic() < deadline:
+            # Without a budget, the default keeps 100,000 keys per shard.
+            big = [b for b in sink.bursts() if b["lines"] >= min(keys, budget or 100_000)]
+            if big and time.monotonic() - big[0]["end"] > 1.0:
+                break
+            time.sleep(0.2)
+        flushed = memory_kb(server.pid)
     finally:
         server.stop()
         sink.stop()
-    return {"idle_rss_mib": idle / 1024, "rss_mib": loaded["VmRSS"] / 1024, "hwm_mib": loaded["VmHWM"] / 1024}
+    return {"idle_rss_mib": idle / 1024, "rss_mib": loaded["VmRSS"] / 1024, "hwm_mib": flushed["VmHWM"] / 1024,
+            "flushed": bool(big)}
+
+
+def release_idle(binary, work):
+    """Idle RSS of the binary users deploy: a stripped copy (as scripts/release ships it), run with no arguments
+    (the default configuration: UDP 127.0.0.1:8125 and [::1]:8125, management 127.0.0.1:8126, the console)."""
+    copy = os.path.join(work, "sidestat-release")
+    shutil.copy(binary, copy)
+    subprocess.run(["strip", copy], check=True)
+    directory = tempfile.mkdtemp(prefix="idle", dir=work)
+    log_path = os.path.join(directory, "server.log")
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(["taskset", "-c", SERVER_CPU, copy], cwd=directory, stdout=log_file,
+                                   stderr=subprocess.STDOUT, env={"PATH": os.environ.get("PATH", "/usr/bin")})
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and "server is up" not in open(log_path).read():
+                if process.poll() is not None:
+                    log("the release binary exited (ports 8125/8126 taken?): " + open(log_path).read())
+                    return None
+                time.sleep(0.05)
+            time.sleep(2.0)
+            status = {}
+            with open(f"/proc/{process.pid}/status") as f:
+                for line in f:
+                    if line.startswith(("VmRSS", "RssAnon", "RssFile", "Threads")):
+                        key, value = line.split(":")
+                        status[key] = int(value.split()[0])
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(20)
+    return {"rss_mib": status["VmRSS"] / 1024, "anon_mib": status["RssAnon"] / 1024,
+            "file_mib": status["RssFile"] / 1024, "threads": status["Threads"]}
 
 
 def timer_flush(tools, binary, work, keys, samples, flush_s):
@@ -208,7 +255,7 @@ def timer_flush(tools, binary, work, keys, samples, flush_s):
     peak RSS, with counters paced across the flush tick (every one of them must arrive)."""
     sink = Sink(tools, work, "stats_counts.during.c.k", gap_ms=500)
     started = time.time()
-    server = Sidestat(binary, work, sink.port, int(flush_s * 1000))
+    server = Sidestat(binary, work, sink.port, int(flush_s * 1000), extra=", seriesBudget: 2000000")
     try:
         # Sidestat flushes at round(start) + k * interval, like statsd.
         flush_at = round(started) + flush_s
@@ -296,12 +343,18 @@ def main():
                              f"{median([r['loss'] for r in runs]) * 100:.2f}%" + (" (OVER-COUNT)" if any(r["over"] for r in runs) else ""),
                              f"{median([r['rss_mib'] for r in runs]):.1f} MiB"))
     if "memory" in only:
+        idle = release_idle(args.binary, work)
+        log(json.dumps(idle))
+        rows.append(("sidestat idle, the release binary (stripped, default configuration)", "-", "-", "-", "-",
+                     f"{idle['rss_mib']:.1f} MiB ({idle['anon_mib']:.1f} anonymous, {idle['file_mib']:.1f} file; "
+                     f"{idle['threads']} threads)" if idle else "not measured: ports 8125/8126 taken"))
         keys = 100_000 if args.quick else 1_000_000
-        m = [memory(tools, args.binary, work, keys) for _ in range(1 if args.quick else 1)]
-        rows.append(("sidestat idle", "-", "-", "-", "-", f"{median([r['idle_rss_mib'] for r in m]):.1f} MiB"))
-        rows.append((f"sidestat, {keys:,} distinct counter keys in one interval (seriesBudget 100,000 per shard)",
+        m = memory(tools, args.binary, work, keys, budget=2_000_000)
+        log(json.dumps(m))
+        rows.append((f"sidestat, {keys:,} distinct counter keys in one interval (seriesBudget 2,000,000)",
                      "-", "-", "-", "-",
-                     f"{median([r['rss_mib'] for r in m]):.1f} MiB (peak {median([r['hwm_mib'] for r in m]):.1f})"))
+                     f"{m['rss_mib']:.1f} MiB resting, {m['hwm_mib']:.1f} MiB high-water at the flush "
+                     f"({m['hwm_mib'] / m['rss_mib']:.2f}×)" + ("" if m["flushed"] else " (NO FLUSH SEEN)")))
     if "budget" in only:
         # A runaway tag: 10M distinct keys in one interval. The series budget keeps memory at its own figure.
         keys = 1_000_000 if args.quick else 10_000_000

@@ -7,6 +7,7 @@
 // of each output line next to printing it.
 
 import Benchmark
+import BenchmarkSupport
 import SidestatRunner
 
 #if canImport(Glibc)
@@ -15,16 +16,6 @@ import Glibc
 
 let smoke = getenv("SIDESTAT_BENCHMARK_SMOKE") != nil
 
-/// Starts `sh -c "sleep 600"` (a shell and its child, as a Procfile line runs); returns its pid.
-func spawnSleeper() -> pid_t {
-    var pid: pid_t = 0
-    let arguments = ["/bin/sh", "-c", "sleep 600; true"]
-    var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-    defer { for pointer in argv { free(pointer) } }
-    posix_spawn(&pid, "/bin/sh", nil, nil, &argv, environ)
-    return pid
-}
-
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.cpuTotal, .wallClock, .mallocCountTotal], timeUnits: .microseconds,
@@ -32,14 +23,7 @@ let benchmarks: @Sendable () -> Void = {
 
     Benchmark("process metrics: one sample of 20 process trees (sh and its sleep) and the dyno") { benchmark in
         let pids = (0..<20).map { _ in spawnSleeper() }
-        defer {
-            for pid in pids {
-                kill(-pid, SIGKILL)
-                kill(pid, SIGKILL)
-                var status: Int32 = 0
-                waitpid(pid, &status, 0)
-            }
-        }
+        defer { for pid in pids { stopSleeper(pid) } }
         let processes = pids.enumerated().map { (name: "web.\($0.offset + 1)", pid: $0.element) }
         let metrics = ProcessMetrics { _ in }
         _ = metrics.sample(processes)

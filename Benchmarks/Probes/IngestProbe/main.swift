@@ -7,7 +7,7 @@
 //   valgrind --tool=callgrind .build/release/IngestProbe parse|aggregate|timers 2000
 //   valgrind --tool=callgrind .build/release/IngestProbe encode 100000   (N timer keys x 1 sample, Graphite plaintext)
 //   .build/release/IngestProbe remotewrite 10   (N flushes of 100k series to remote write, the first new)
-//   .build/release/IngestProbe processes 1000   (N samples of 20 process trees, `sh -c "sleep 600"` each)
+//   .build/release/IngestProbe processes 1000   (N samples of 20 process trees, `sh -c "sleep 120"` each)
 import BenchmarkSupport
 import SidestatAggregation
 import SidestatProtocol
@@ -84,14 +84,7 @@ case "remotewrite":
     print("flushes:", rounds, "protobuf bytes:", bytes.protobuf, "snappy bytes:", bytes.snappy)
     print("RSS after:", memory("VmRSS"), "MiB, peak", memory("VmHWM"), "MiB")
 case "processes":
-    var pids: [pid_t] = []
-    for _ in 0..<20 {
-        var pid: pid_t = 0
-        let arguments = ["/bin/sh", "-c", "sleep 600; true"]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        posix_spawn(&pid, "/bin/sh", nil, nil, &argv, environ)
-        pids.append(pid)
-    }
+    let pids = (0..<20).map { _ in spawnSleeper() }
     usleep(300_000)
     let metrics = ProcessMetrics { _ in }
     let processes = pids.enumerated().map { (name: "web.\($0.offset + 1)", pid: $0.element) }
@@ -106,7 +99,7 @@ case "processes":
     getrusage(RUSAGE_SELF.rawValue, &usage)
     let cpuAfter = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     print("samples:", rounds, "wall per sample:", wall / rounds, "CPU per sample (ms):", (cpuAfter - cpuBefore) * 1000 / Double(rounds), bytes)
-    for pid in pids { kill(pid, SIGKILL); var status: Int32 = 0; waitpid(pid, &status, 0) }
+    for pid in pids { stopSleeper(pid) }
 case "encode":
     let aggregator = Aggregator(shardCount: 1)
     var key = 0
