@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import Logging
+import SidestatSupport
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -105,10 +106,10 @@ final class ConnectionRegistry: Sendable {
         var nextID = 0
         var listeners = 0
         var activity: UInt64 = 0
-        var lastReport: [Int: ContinuousClock.Instant] = [:]
     }
 
     private let state = Mutex(State())
+    private let reports = ReportThrottle<Int>()
 
     init() {}
 
@@ -177,14 +178,7 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// True at most once a minute for each listener.
-    func shouldReport(_ listener: Int) -> Bool {
-        self.state.withLock { state in
-            let now = ContinuousClock.now
-            if let last = state.lastReport[listener], now - last < .seconds(60) { return false }
-            state.lastReport[listener] = now
-            return true
-        }
-    }
+    func shouldReport(_ listener: Int) -> Bool { self.reports.shouldReport(listener) }
 }
 
 /// One connection's place in the registry: what serving it reports.
@@ -210,7 +204,7 @@ final class AcceptPause: ChannelInboundHandler, RemovableChannelHandler {
     let registry: ConnectionRegistry
     let logger: Logger
     let kind: String
-    private var lastReport: NIODeadline? = nil
+    private let reports = ReportThrottle<Bool>()
 
     init(registry: ConnectionRegistry, logger: Logger, kind: String) {
         self.registry = registry
@@ -226,9 +220,7 @@ final class AcceptPause: ChannelInboundHandler, RemovableChannelHandler {
         let channel = context.channel
         try? channel.syncOptions?.setOption(.autoRead, value: false)
         let freed = self.registry.evictOldestIdle()
-        let now = NIODeadline.now()
-        if self.lastReport.map({ now - $0 >= .seconds(60) }) ?? true {
-            self.lastReport = now
+        if self.reports.shouldReport() {
             self.logger.warning(
                 "Cannot accept a connection: \(freed ? "the connection idle the longest is closed to make room" : "accepting pauses for a second")",
                 metadata: ["listener.kind": "\(self.kind)", "error": "\(error)"])

@@ -4,11 +4,11 @@
 //===----------------------------------------------------------------------===//
 
 import Logging
+import SidestatSupport
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
 
 /// A small HTTP/1.1 server: `/healthz`, `/readyz`, the pages backends serve (`/metrics`), and the dashboard.
 ///
@@ -142,7 +142,8 @@ public struct HTTPAnswerer: Sendable {
     let route: @Sendable (String) -> HTTPEndpoint.Response
     /// Called (at most once a minute for each host) when a request for another host is refused.
     let refused: @Sendable (String) -> Void
-    let refusedHosts = RefusedHosts()
+    /// The hosts this port refused, each logged at most once a minute.
+    let refusedHosts = ReportThrottle<String>()
 
     public init(
         policy: HTTPEndpoint.Policy, boundAddress: String, route: @escaping @Sendable (String) -> HTTPEndpoint.Response,
@@ -224,21 +225,6 @@ public struct HTTPAnswerer: Sendable {
 extension String {
     var trimmingASCIISpaces: String {
         String(self.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
-    }
-}
-
-/// The hosts an HTTP port refused, each logged at most once a minute.
-final class RefusedHosts: Sendable {
-    private let last = Mutex<[String: NIODeadline]>([:])
-
-    func shouldReport(_ host: String) -> Bool {
-        self.last.withLock { last in
-            let now = NIODeadline.now()
-            if let previous = last[host], now - previous < .seconds(60) { return false }
-            if last.count > 1000 { last = [:] }
-            last[host] = now
-            return true
-        }
     }
 }
 

@@ -10,7 +10,6 @@ import SidestatBackends
 import SidestatConfiguration
 import SidestatRunner
 import SidestatServer
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -154,7 +153,7 @@ enum Start {
 final class LogLineMetrics: Sendable {
     let daemon: Daemon
     let printer: LinePrinter
-    let lastReport = Mutex<ContinuousClock.Instant?>(nil)
+    let reports = ReportThrottle<Bool>()
 
     init(daemon: Daemon, printer: LinePrinter) {
         self.daemon = daemon
@@ -166,13 +165,7 @@ final class LogLineMetrics: Sendable {
         if !scan.statsd.isEmpty { self.daemon.ingestLocal(scan.statsd) }
         guard scan.malformed > 0 else { return }
         self.daemon.countBadLines(scan.malformed)
-        let due = self.lastReport.withLock { last -> Bool in
-            let now = ContinuousClock.now
-            if let last, now - last < .seconds(60) { return false }
-            last = now
-            return true
-        }
-        if due {
+        if self.reports.shouldReport() {
             self.printer.write(
                 "warning: a metric token in \(process)'s output could not be read (l2met: count#name=1, measure#name=12ms, "
                     + "sample#name=4, unique#name=x); it is counted in bad_lines_seen: \(line.prefix(200))",
