@@ -45,9 +45,9 @@ public final class IngestShard: Sendable {
     ) rethrows -> BatchReport {
         try self.withState { store, parser in
             store.beginBatch(sequence: sequence)
-            let badBefore = store.badLinesSeen
+            let badBefore = store.counts.badLinesSeen
             try body { datagram in
-                store.packetsReceived += 1
+                store.counts.packetsReceived += 1
                 if terminated {
                     store.ingest(terminated: datagram, parser: parser)
                 } else {
@@ -55,7 +55,7 @@ public final class IngestShard: Sendable {
                 }
             }
             var report = BatchReport()
-            report.badLines = store.badLinesSeen - badBefore
+            report.badLines = store.counts.badLinesSeen - badBefore
             // Bad lines, and notes such as the series budget's (which are not bad lines).
             if report.badLines > 0 || !store.recentBadLines.isEmpty { report.badLineMessages = store.takeBadLines() }
             return report
@@ -67,11 +67,11 @@ public final class IngestShard: Sendable {
     public func ingestUncounted(_ datagram: UnsafeRawBufferPointer, sequence: UInt64) -> Int {
         self.withState { store, parser in
             store.beginBatch(sequence: sequence)
-            let (packets, metrics, bad) = (store.packetsReceived, store.metricsReceived, store.badLinesSeen)
+            let (packets, metrics, bad) = (store.counts.packetsReceived, store.counts.metricsReceived, store.counts.badLinesSeen)
             store.ingest(datagram, parser: parser)
-            store.packetsReceived = packets
-            store.metricsReceived = metrics
-            return store.badLinesSeen - bad
+            store.counts.packetsReceived = packets
+            store.counts.metricsReceived = metrics
+            return store.counts.badLinesSeen - bad
         }
     }
 
@@ -127,7 +127,7 @@ public final class Aggregator: Sendable {
     /// Counts lines a listener rejected before parsing (a TCP line past the length bound) in statsd's
     /// `bad_lines_seen`.
     public func countBadLines(_ count: Int, shard: Int) {
-        self.shards[shard].withStore { $0.badLinesSeen += count }
+        self.shards[shard].withStore { $0.counts.badLinesSeen += count }
     }
 
     /// Takes every shard's interval and merges them: the flush tick.
@@ -199,9 +199,9 @@ public final class Aggregator: Sendable {
     public func resetInternalCounters() {
         for shard in self.shards {
             shard.withStore { store in
-                store.packetsReceived = 0
-                store.metricsReceived = 0
-                store.badLinesSeen = 0
+                store.counts.packetsReceived = 0
+                store.counts.metricsReceived = 0
+                store.counts.badLinesSeen = 0
             }
         }
     }

@@ -5,17 +5,41 @@
 
 import SidestatProtocol
 
-/// Where a key's bytes live inside an arena.
+/// Where a key's bytes live inside an arena: an offset and a length, and for a snapshot's keys the segment (which
+/// arena: `MetricSnapshot.withKeyBytes`). 8 bytes.
 public struct ByteRange: Sendable, Hashable {
     public var offset: UInt32
-    public var length: UInt32
+    /// The length in the low 24 bits (a key or set member is at most a 64 KiB line), the segment in the high 8.
+    private var packed: UInt32
 
     public init(offset: UInt32, length: UInt32) {
+        precondition(length <= ByteRange.maximumLength, "a key of \(length) bytes")
         self.offset = offset
-        self.length = length
+        self.packed = length
     }
 
+    public static let maximumLength: UInt32 = 0xFF_FFFF
+
+    public var length: UInt32 { self.packed & ByteRange.maximumLength }
+    /// 0 for an arena's own keys; a snapshot numbers the arenas it shares with the store's tables from 1.
+    public var segment: Int { Int(self.packed &>> 24) }
+
+    /// The same bytes, in segment `segment` of a snapshot.
+    func inSegment(_ segment: Int) -> ByteRange {
+        var range = self
+        range.packed = self.length | (UInt32(segment) &<< 24)
+        return range
+    }
+
+    /// The bytes' positions within their segment.
     public var range: Range<Int> { Int(self.offset)..<(Int(self.offset) + Int(self.length)) }
+}
+
+/// A key in a `ByteKeyTable`: where its bytes are, and its first 8 bytes (`ScannedKey.prefix0`), so that most
+/// lookups compare a key without reading the arena. 16 bytes.
+public struct ByteKeyEntry: Sendable {
+    public var key: ByteRange
+    var prefix0: UInt64
 }
 
 /// A hash table keyed by byte strings, with the keys stored once in an arena.
@@ -24,25 +48,23 @@ public struct ByteRange: Sendable, Hashable {
 /// Entries keep their insertion order (as a JavaScript object does), which is the order flushes and
 /// management dumps use. Removal is done in bulk with `removeAll(where:)`, which compacts the arena.
 /// Not thread-safe: one owner (an ingest shard, under its lock).
+///
+/// A key costs 16 bytes of entry, its value in `values` (a parallel array, which a flush can take whole), 8 to 16
+/// bytes of slots (4 bytes each, at most half of them used), and its bytes padded to 8 in the arena.
 public struct ByteKeyTable<Value> {
-    // Sendable when its values are: see the extension below.
-    public struct Entry {
-        public var key: ByteRange
-        /// The key's first 16 bytes (`ScannedKey.prefix0` and `prefix1`): most keys compare without the arena.
-        var prefix0: UInt64
-        var prefix1: UInt64
-        public var value: Value
-    }
-
     public private(set) var arena: [UInt8] = []
-    public private(set) var entries: [Entry] = []
+    public private(set) var entries: [ByteKeyEntry] = []
+    public private(set) var values: [Value] = []
     /// Open addressing with linear probing from the slot the hash's high bits name. A slot is 0 when empty,
-    /// otherwise the high 32 bits of the key's hash and the entry index + 1 in the low half, so that most mismatches
-    /// are rejected without touching the entry or the key bytes.
-    private var slots: [UInt64] = []
+    /// otherwise the hash's top 8 bits over the entry index + 1 (24 bits), so that most mismatches are rejected
+    /// without touching the entry.
+    private var slots: [UInt32] = []
     private var mask = 0
     /// 64 - log2(slot count): a hash's home slot is `hash >> shift`.
     private var shift = 64
+
+    /// The most keys a table holds (the slots' 24-bit index): `MetricStore` refuses new keys past it.
+    public static var maximumCount: Int { 0xFF_FFFF - 1 }
 
     public init() {}
 
@@ -79,25 +101,29 @@ public struct ByteKeyTable<Value> {
     /// Linear probing for `key`: the index of its entry, if present.
     @inline(__always)
     static func probe(
-        _ key: ScannedKey, slots: UnsafePointer<UInt64>?, mask: Int, shift: Int, entries: UnsafePointer<Entry>?,
-        arena: UnsafeRawPointer?
+        _ key: ScannedKey, slots: UnsafePointer<UInt32>?, mask: Int, shift: Int,
+        entries: UnsafePointer<ByteKeyEntry>?, arena: UnsafeRawPointer?
     ) -> Int? {
         // An empty table has no slots (nil) and a mask of 0; every other has 16 or more slots, some of them empty.
         guard let slots, let entries else { return nil }
-        let tag = key.hash & 0xFFFF_FFFF_0000_0000
+        let tag = UInt32(truncatingIfNeeded: key.hash &>> 56)
         let count = key.bytes.count
         var slot = Int(truncatingIfNeeded: key.hash &>> UInt64(truncatingIfNeeded: shift))
         while true {
             let stored = slots[slot]
             if stored == 0 { return nil }
-            if stored & 0xFFFF_FFFF_0000_0000 == tag {
-                let index = Int(truncatingIfNeeded: stored & 0xFFFF_FFFF) &- 1
+            if stored &>> 24 == tag {
+                let index = Int(truncatingIfNeeded: stored & 0xFF_FFFF) &- 1
                 let entry = entries + index
-                if Int(entry.pointee.key.length) == count, entry.pointee.prefix0 == key.prefix0,
-                    entry.pointee.prefix1 == key.prefix1,
-                    count <= 16 || Self.restEqual(arena.unsafelyUnwrapped + Int(entry.pointee.key.offset), key.bytes)
-                {
-                    return index
+                if Int(entry.pointee.key.length) == count, entry.pointee.prefix0 == key.prefix0 {
+                    if count <= 8 { return index }
+                    // Bytes 8 to 16 from the arena (zero-padded there as `prefix1` is), inline: most keys end by then.
+                    let stored = arena.unsafelyUnwrapped + Int(entry.pointee.key.offset)
+                    if stored.load(fromByteOffset: 8, as: UInt64.self) == key.prefix1,
+                        count <= 16 || Self.restEqual(stored, key.bytes)
+                    {
+                        return index
+                    }
                 }
             }
             slot = (slot &+ 1) & mask
@@ -126,37 +152,42 @@ public struct ByteKeyTable<Value> {
 
     /// Lookups with in-place updates of values, and no insertion: the ingest hot path's view of a table.
     public struct Lookup {
-        let slots: UnsafePointer<UInt64>?
+        let slots: UnsafePointer<UInt32>?
         let mask: Int
         let shift: Int
-        let entries: UnsafeMutablePointer<Entry>?
+        let entries: UnsafePointer<ByteKeyEntry>?
+        let values: UnsafeMutablePointer<Value>?
         let arena: UnsafeRawPointer?
 
-        /// The entry for `key` (its `value` may be changed in place), if the table holds it.
+        /// The value for `key` (it may be changed in place), if the table holds the key.
         @inline(__always)
-        public func entry(for key: ScannedKey) -> UnsafeMutablePointer<Entry>? {
+        public func value(for key: ScannedKey) -> UnsafeMutablePointer<Value>? {
             guard
                 let index = ByteKeyTable.probe(
-                    key, slots: self.slots, mask: self.mask, shift: self.shift, entries: UnsafePointer(self.entries),
+                    key, slots: self.slots, mask: self.mask, shift: self.shift, entries: self.entries,
                     arena: self.arena)
             else { return nil }
-            return self.entries.unsafelyUnwrapped + index
+            return self.values.unsafelyUnwrapped + index
         }
     }
 
-    /// Calls `body` with a `Lookup` of this table, valid only during the call. (All three arrays are taken with
-    /// mutable access, which costs a uniqueness check; read-only access would retain and release each one.)
+    /// Calls `body` with a `Lookup` of this table, valid only during the call. The slots and values are taken with
+    /// mutable access (a uniqueness check); the entries and the arena, which a flush's snapshot may share, read-only
+    /// (a retain and a release each), so that ingest never copies them while a flush reads them.
     @inline(__always)
     public mutating func withLookup<R>(_ body: (Lookup) throws -> R) rethrows -> R {
         let mask = self.mask
         let shift = self.shift
         return try self.slots.withUnsafeMutableBufferPointer { slots in
-            try self.arena.withUnsafeMutableBytes { arena in
-                try self.entries.withUnsafeMutableBufferPointer { entries in
-                    try body(
-                        Lookup(
-                            slots: slots.isEmpty ? nil : UnsafePointer(slots.baseAddress), mask: mask, shift: shift,
-                            entries: entries.baseAddress, arena: UnsafeRawPointer(arena.baseAddress)))
+            try self.arena.withUnsafeBytes { arena in
+                try self.entries.withUnsafeBufferPointer { entries in
+                    try self.values.withUnsafeMutableBufferPointer { values in
+                        try body(
+                            Lookup(
+                                slots: slots.isEmpty ? nil : UnsafePointer(slots.baseAddress), mask: mask, shift: shift,
+                                entries: entries.baseAddress, values: values.baseAddress,
+                                arena: arena.baseAddress))
+                    }
                 }
             }
         }
@@ -173,6 +204,7 @@ public struct ByteKeyTable<Value> {
     }
 
     mutating func insertNew(_ key: ScannedKey, value: Value) -> Int {
+        precondition(self.entries.count < Self.maximumCount, "a table of \(Self.maximumCount) keys is full")
         if (self.entries.count + 1) * 2 > self.slots.count {
             self.grow()
         }
@@ -180,9 +212,8 @@ public struct ByteKeyTable<Value> {
         Self.appendPadded(key.bytes, to: &self.arena)
         let index = self.entries.count
         self.entries.append(
-            Entry(
-                key: ByteRange(offset: offset, length: UInt32(key.bytes.count)), prefix0: key.prefix0,
-                prefix1: key.prefix1, value: value))
+            ByteKeyEntry(key: ByteRange(offset: offset, length: UInt32(key.bytes.count)), prefix0: key.prefix0))
+        self.values.append(value)
         self.place(index: index, hash: key.hash)
         return index
     }
@@ -197,7 +228,7 @@ public struct ByteKeyTable<Value> {
     private mutating func place(index: Int, hash: UInt64) {
         var slot = Int(truncatingIfNeeded: hash &>> UInt64(self.shift))
         while self.slots[slot] != 0 { slot = (slot + 1) & self.mask }
-        self.slots[slot] = (hash & 0xFFFF_FFFF_0000_0000) | UInt64(index + 1)
+        self.slots[slot] = UInt32(truncatingIfNeeded: hash &>> 56) &<< 24 | UInt32(index + 1)
     }
 
     private mutating func grow() {
@@ -206,7 +237,7 @@ public struct ByteKeyTable<Value> {
     }
 
     private mutating func rebuildSlots(capacity: Int) {
-        self.slots = [UInt64](repeating: 0, count: capacity)
+        self.slots = [UInt32](repeating: 0, count: capacity)
         self.mask = capacity - 1
         self.shift = 64 - capacity.trailingZeroBitCount
         for index in self.entries.indices {
@@ -223,13 +254,24 @@ public struct ByteKeyTable<Value> {
     ) {
         let scanned = ScannedKey(key)
         let index = self.find(scanned) ?? self.insertNew(scanned, value: initial())
-        self.entries.withUnsafeMutableBufferPointer { body(&$0[index].value) }
+        self.values.withUnsafeMutableBufferPointer { body(&$0[index]) }
     }
 
     /// Mutable access to one entry's value.
     public subscript(valueAt index: Int) -> Value {
-        get { self.entries[index].value }
-        _modify { yield &self.entries[index].value }
+        get { self.values[index] }
+        _modify { yield &self.values[index] }
+    }
+
+    /// Every value set to `value` at once, in a new array: a snapshot that shares the old one keeps it unchanged
+    /// (and nothing is copied to be overwritten).
+    public mutating func resetValues(to value: Value) {
+        self.values = [Value](repeating: value, count: self.values.count)
+    }
+
+    /// Where the key of the entry at `index` is in `arena`.
+    public func keyRange(at index: Int) -> ByteRange {
+        self.entries[index].key
     }
 
     /// Calls `body` with the key bytes of the entry at `index`.
@@ -247,44 +289,46 @@ public struct ByteKeyTable<Value> {
     /// arena. Keeps the storage's capacity when nothing is left, so a table emptied at every flush does not
     /// allocate again.
     public mutating func removeAll(where shouldRemove: (Int, inout Value) -> Bool) {
-        var kept: [Entry] = []
+        var keep: [Bool] = []
+        keep.reserveCapacity(self.values.count)
         var removedAny = false
-        for index in self.entries.indices {
-            if shouldRemove(index, &self.entries[index].value) {
-                removedAny = true
-            } else {
-                kept.append(self.entries[index])
-            }
+        for index in self.values.indices {
+            let remove = shouldRemove(index, &self.values[index])
+            keep.append(!remove)
+            if remove { removedAny = true }
         }
         guard removedAny else { return }
-        if kept.isEmpty {
-            self.removeAll()
-            return
-        }
+        var entries: [ByteKeyEntry] = []
+        var values: [Value] = []
         var arena: [UInt8] = []
-        arena.reserveCapacity(kept.reduce(0) { $0 + (Int($1.key.length) + 7) & ~7 })
-        for index in kept.indices {
-            let old = kept[index].key
+        for index in self.entries.indices where keep[index] {
+            let old = self.entries[index].key
             let offset = UInt32(arena.count)
             self.arena.withUnsafeBytes {
                 Self.appendPadded(UnsafeRawBufferPointer(rebasing: $0[old.range]), to: &arena)
             }
-            kept[index].key = ByteRange(offset: offset, length: old.length)
+            entries.append(ByteKeyEntry(key: ByteRange(offset: offset, length: old.length), prefix0: self.entries[index].prefix0))
+            values.append(self.values[index])
+        }
+        if entries.isEmpty {
+            self.removeAll()
+            return
         }
         self.arena = arena
-        self.entries = kept
+        self.entries = entries
+        self.values = values
         var capacity = 16
-        while capacity < kept.count * 2 { capacity *= 2 }
+        while capacity < entries.count * 2 { capacity *= 2 }
         self.rebuildSlots(capacity: capacity)
     }
 
     /// Empties the table and keeps its capacity.
     public mutating func removeAll() {
         self.entries.removeAll(keepingCapacity: true)
+        self.values.removeAll(keepingCapacity: true)
         self.arena.removeAll(keepingCapacity: true)
         for index in self.slots.indices { self.slots[index] = 0 }
     }
 }
 
 extension ByteKeyTable: Sendable where Value: Sendable {}
-extension ByteKeyTable.Entry: Sendable where Value: Sendable {}

@@ -3,11 +3,41 @@
 // SPDX-License-Identifier: Apache-2.0
 //===----------------------------------------------------------------------===//
 
+/// statsd's own counts for one interval: what a shard counts as it reads, and what a flush reports (`statsd.*`).
+public struct IntervalCounts: Sendable, Hashable {
+    public var packetsReceived = 0
+    public var metricsReceived = 0
+    public var badLinesSeen = 0
+    /// New keys refused because their type's table was at `seriesBudget` (`statsd.series_dropped`, sent when not 0).
+    public var seriesDropped = 0
+    /// DogStatsD events and service checks (`statsd.events_received` and `statsd.service_checks_received`, sent
+    /// when not 0).
+    public var eventsReceived = 0
+    public var serviceChecksReceived = 0
+    /// Lines stamped (`|T`) before the interval began (`statsd.late_points`, sent when not 0).
+    public var latePoints = 0
+
+    public init() {}
+
+    public static func += (total: inout IntervalCounts, part: IntervalCounts) {
+        total.packetsReceived += part.packetsReceived
+        total.metricsReceived += part.metricsReceived
+        total.badLinesSeen += part.badLinesSeen
+        total.seriesDropped += part.seriesDropped
+        total.eventsReceived += part.eventsReceived
+        total.serviceChecksReceived += part.serviceChecksReceived
+        total.latePoints += part.latePoints
+    }
+}
+
 /// One interval's aggregates, detached from ingest: what a flush encodes.
 ///
-/// Keys and set members are bytes in `bytes`; timer samples are slices of `timerSamples`. Entries are in
-/// first-seen order (statsd's object order). The value owns all its storage, so backends can read it on any
-/// thread while ingest goes on.
+/// Keys are bytes in segments: the key arenas of the store's tables, shared with them (copy-on-write: a flush does not
+/// copy a key, and a table copies its arena only if it takes a new key while a flush still reads the old one), and
+/// `bytes`, the snapshot's own (set members, merged shards, names added at the flush). `withBytes` and
+/// `withKeyBytes` read any of them. Timer samples are slices of `timerSamples`. Entries are in first-seen order
+/// (statsd's object order). The value owns all its storage, so backends can read it on any thread while ingest
+/// goes on.
 public struct MetricSnapshot: Sendable {
     public struct CounterEntry: Sendable {
         public var key: ByteRange
@@ -19,20 +49,103 @@ public struct MetricSnapshot: Sendable {
         }
     }
 
+    /// The counters: statsd's own first (added at the flush), then a table's keys and values as the store held
+    /// them (shared, not copied), then any added after. Reads as an array of `CounterEntry`; a change other than
+    /// adding at either end or setting a value turns it into a plain array first.
+    public struct CounterList: RandomAccessCollection, Sendable {
+        var leading: [CounterEntry] = []
+        var keys: [ByteKeyEntry] = []
+        var values: [Double] = []
+        var segment = 0
+        var trailing: [CounterEntry] = []
+
+        public init() {}
+
+        init(keys: [ByteKeyEntry], values: [Double], segment: Int) {
+            precondition(keys.count == values.count)
+            self.keys = keys
+            self.values = values
+            self.segment = segment
+        }
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { self.leading.count + self.keys.count + self.trailing.count }
+
+        public subscript(position: Int) -> CounterEntry {
+            get {
+                let table = position - self.leading.count
+                if table < 0 { return self.leading[position] }
+                if table < self.keys.count {
+                    return CounterEntry(key: self.keys[table].key.inSegment(self.segment), value: self.values[table])
+                }
+                return self.trailing[table - self.keys.count]
+            }
+            set {
+                let table = position - self.leading.count
+                if table < 0 {
+                    self.leading[position] = newValue
+                } else if table < self.keys.count {
+                    precondition(newValue.key == self.keys[table].key.inSegment(self.segment), "a counter's key changed")
+                    self.values[table] = newValue.value
+                } else {
+                    self.trailing[table - self.keys.count] = newValue
+                }
+            }
+        }
+
+        public mutating func append(_ entry: CounterEntry) {
+            self.trailing.append(entry)
+        }
+
+        public mutating func reserveCapacity(_ count: Int) {
+            self.trailing.reserveCapacity(count - self.leading.count - self.keys.count)
+        }
+
+        /// Puts `entries` before every other counter.
+        public mutating func prepend(contentsOf entries: [CounterEntry]) {
+            self.leading.insert(contentsOf: entries, at: 0)
+        }
+
+        /// Removes the counters for which `shouldRemove` is true (the list becomes a plain array).
+        public mutating func removeAll(where shouldRemove: (CounterEntry) throws -> Bool) rethrows {
+            var kept: [CounterEntry] = []
+            for entry in self where try !shouldRemove(entry) { kept.append(entry) }
+            self = CounterList()
+            self.trailing = kept
+        }
+    }
+
     public struct TimerEntry: Sendable {
         public var key: ByteRange
-        /// Indices into `timerSamples`; empty for an idle timer.
-        public var samples: Range<Int>
+        /// Where the samples are in `timerSamples`, in 32 bits each, the count's top bit holding `isDistribution`:
+        /// the entry is 24 bytes.
+        var sampleStart: UInt32
+        var countAndKind: UInt32
         /// Σ 1/sampleRate: statsd's `timer_counters`.
         public var count: Double
-        /// A DogStatsD distribution (`|d`): samples of any unit, not milliseconds.
-        public var isDistribution: Bool
 
         public init(key: ByteRange, samples: Range<Int>, count: Double, isDistribution: Bool = false) {
+            precondition(samples.count < 1 << 31 && samples.upperBound <= Int(UInt32.max))
             self.key = key
-            self.samples = samples
+            self.sampleStart = UInt32(samples.lowerBound)
+            self.countAndKind = UInt32(samples.count) | (isDistribution ? 1 << 31 : 0)
             self.count = count
-            self.isDistribution = isDistribution
+        }
+
+        /// Indices into `timerSamples`; empty for an idle timer.
+        public var samples: Range<Int> {
+            get { Int(self.sampleStart)..<(Int(self.sampleStart) + Int(self.countAndKind & 0x7FFF_FFFF)) }
+            set {
+                precondition(newValue.count < 1 << 31 && newValue.upperBound <= Int(UInt32.max))
+                self.sampleStart = UInt32(newValue.lowerBound)
+                self.countAndKind = UInt32(newValue.count) | (self.countAndKind & 1 << 31)
+            }
+        }
+
+        /// A DogStatsD distribution (`|d`): samples of any unit, not milliseconds.
+        public var isDistribution: Bool {
+            get { self.countAndKind & 1 << 31 != 0 }
+            set { self.countAndKind = (self.countAndKind & 0x7FFF_FFFF) | (newValue ? 1 << 31 : 0) }
         }
     }
 
@@ -60,27 +173,21 @@ public struct MetricSnapshot: Sendable {
         }
     }
 
+    /// Segment 0 of the keys: the snapshot's own bytes.
     public var bytes: [UInt8] = []
-    public var counters: [CounterEntry] = []
+    /// Segments 1 and up: arenas shared with the store's tables, never changed here.
+    var shared: [[UInt8]] = []
+    public var counters = CounterList()
     public var timers: [TimerEntry] = []
     public var timerSamples: [Double] = []
     public var gauges: [GaugeEntry] = []
     public var sets: [SetEntry] = []
     public var setMembers: [ByteRange] = []
 
-    /// statsd's own counters for the interval.
-    public var packetsReceived = 0
-    public var metricsReceived = 0
-    public var badLinesSeen = 0
-    /// New keys refused by the series budget (reported as `statsd.series_dropped` when not 0).
-    public var seriesDropped = 0
-    /// DogStatsD events and service checks (reported as `statsd.events_received` and
-    /// `statsd.service_checks_received` when not 0), and the first of them as received (for the console).
-    public var eventsReceived = 0
-    public var serviceChecksReceived = 0
+    /// statsd's own counts for the interval.
+    public var counts = IntervalCounts()
+    /// The first DogStatsD events and service checks as received (for the console).
     public var events: [String] = []
-    /// Lines stamped (`|T`) before the interval began (`statsd.late_points` when not 0).
-    public var latePoints = 0
     /// Those lines' metrics, one group per earlier interval, oldest first: not in the tables above. A backend that
     /// takes timestamps sends each group with its interval's flush time; the others fold them into this interval.
     public var late: [LateGroup] = []
@@ -131,7 +238,32 @@ public struct MetricSnapshot: Sendable {
     }
 
     public func withBytes<R>(_ range: ByteRange, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try self.bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range.range])) }
+        let segment = range.segment == 0 ? self.bytes : self.shared[range.segment - 1]
+        return try segment.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range.range])) }
+    }
+
+    /// Every segment of the keys, for an encoder that reads many of them: `keys[range]` is a key's bytes.
+    public struct KeyBytes {
+        let segments: [UnsafeRawBufferPointer]
+
+        @inline(__always)
+        public subscript(range: ByteRange) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: self.segments[range.segment][range.range])
+        }
+    }
+
+    /// Calls `body` with every segment of the keys readable (valid only during the call).
+    public func withKeyBytes<R>(_ body: (KeyBytes) throws -> R) rethrows -> R {
+        try self.bytes.withUnsafeBytes { own in
+            try Self.nest(self.shared[...], [own], body)
+        }
+    }
+
+    private static func nest<R>(
+        _ rest: ArraySlice<[UInt8]>, _ open: [UnsafeRawBufferPointer], _ body: (KeyBytes) throws -> R
+    ) rethrows -> R {
+        guard let first = rest.first else { return try body(KeyBytes(segments: open)) }
+        return try first.withUnsafeBytes { try Self.nest(rest.dropFirst(), open + [$0], body) }
     }
 
     public func string(_ range: ByteRange) -> String {
@@ -222,10 +354,6 @@ public struct MetricSnapshot: Sendable {
                         setOrder[index].append(member)
                     }
                 }
-                result.packetsReceived += part.packetsReceived
-                result.metricsReceived += part.metricsReceived
-                result.badLinesSeen += part.badLinesSeen
-                result.seriesDropped += part.seriesDropped
             }
             result.addEventsAndLatePoints(of: parts)
             for index in result.timers.indices {
@@ -244,21 +372,16 @@ public struct MetricSnapshot: Sendable {
             return result
         }
         // Zero or one shard with metrics: still count every shard's packets.
-        result.packetsReceived = parts.reduce(0) { $0 + $1.packetsReceived }
-        result.metricsReceived = parts.reduce(0) { $0 + $1.metricsReceived }
-        result.badLinesSeen = parts.reduce(0) { $0 + $1.badLinesSeen }
-        result.seriesDropped = parts.reduce(0) { $0 + $1.seriesDropped }
         result.addEventsAndLatePoints(of: parts)
         return result
     }
 
-    /// Every shard's events, service checks and late points, grouped by interval (a shard with nothing else counts
-    /// as empty).
+    /// Every shard's counts, events and late points, grouped by interval (a shard with nothing else counts as
+    /// empty).
     mutating func addEventsAndLatePoints(of parts: [MetricSnapshot]) {
-        self.eventsReceived = parts.reduce(0) { $0 + $1.eventsReceived }
-        self.serviceChecksReceived = parts.reduce(0) { $0 + $1.serviceChecksReceived }
+        self.counts = IntervalCounts()
+        for part in parts { self.counts += part.counts }
         self.events = parts.flatMap(\.events)
-        self.latePoints = parts.reduce(0) { $0 + $1.latePoints }
         let groups = Dictionary(grouping: parts.flatMap(\.late), by: \.timestamp)
         self.late = groups.keys.sorted().map { timestamp in
             let snapshots = groups[timestamp]!.map(\.snapshot)

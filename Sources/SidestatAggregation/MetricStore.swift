@@ -20,10 +20,11 @@ public struct RetentionPolicy: Sendable, Hashable {
 /// A timer's samples for the current interval. The first sample is stored inline, so a timer that receives one
 /// sample per interval never allocates; the array keeps its capacity across intervals.
 public struct TimerAccumulator: Sendable {
+    // In this order, 32 bytes: a counted sample count (32 bits: 4 billion lines in an interval) after the Doubles.
     var first: Double = 0
     var more: [Double] = []
-    var sampleCount = 0
     var weightedCount: Double = 0
+    var sampleCount: UInt32 = 0
     /// The key has had a DogStatsD distribution sample (`|d`) since it was made: its samples are not durations.
     var isDistribution = false
 
@@ -36,7 +37,7 @@ public struct TimerAccumulator: Sendable {
         } else {
             self.more.append(value)
         }
-        self.sampleCount += 1
+        self.sampleCount &+= 1
         self.weightedCount += weight
     }
 
@@ -79,14 +80,14 @@ struct KnownKeySink: StatsdKnownKeySink {
     ) -> Bool {
         switch kind {
         case .counter:
-            guard let entry = self.counters.entry(for: key) else { return false }
-            entry.pointee.value += value * inverseRate  // statsd: value * (1 / sampleRate)
+            guard let counter = self.counters.value(for: key) else { return false }
+            counter.pointee += value * inverseRate  // statsd: value * (1 / sampleRate)
         case .timer:
-            guard let entry = self.timers.entry(for: key) else { return false }
-            entry.pointee.value.add(value, weight: inverseRate)
+            guard let timer = self.timers.value(for: key) else { return false }
+            timer.pointee.add(value, weight: inverseRate)
         case .gauge:
-            guard let entry = self.gauges.entry(for: key) else { return false }
-            entry.pointee.value.write(value, isDelta: isDelta, ttl: self.gaugesMaxTTL, sequence: self.writeSequence)
+            guard let gauge = self.gauges.value(for: key) else { return false }
+            gauge.pointee.write(value, isDelta: isDelta, ttl: self.gaugesMaxTTL, sequence: self.writeSequence)
         case .set:
             return false
         }
@@ -106,15 +107,9 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     public var gauges = ByteKeyTable<GaugeState>()
     public var sets = ByteKeyTable<ByteKeyTable<Void>>()
 
-    public var packetsReceived = 0
-    public var metricsReceived = 0
-    public var badLinesSeen = 0
-    /// New keys refused this interval because their type's table was at `seriesBudget` (`statsd.series_dropped`).
-    public var seriesDropped = 0
-    /// DogStatsD events and service checks this interval, and the first `eventLimit` of them as received (the
-    /// console prints them).
-    public var eventsReceived = 0
-    public var serviceChecksReceived = 0
+    /// statsd's own counts for this interval.
+    public var counts = IntervalCounts()
+    /// The first `eventLimit` DogStatsD events and service checks as received (the console prints them).
     public var events: [String] = []
     public static let eventLimit = 100
     /// Unix seconds at which this interval began (the last flush), and the flush interval: a line stamped earlier
@@ -122,7 +117,6 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     /// belong to (the first `latePointLimit` an interval; later ones count in this interval).
     public var intervalStart = 0
     public var intervalSeconds = 10
-    public var latePoints = 0
     var late: [Int: MetricStore] = [:]
     var latePointsKept = 0
     /// The late group of the line being read (the flush time of its interval), if it is late.
@@ -223,7 +217,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
                 }
             }
         }
-        self.metricsReceived += taken
+        self.counts.metricsReceived += taken
         return stop
     }
 
@@ -231,9 +225,9 @@ public struct MetricStore: StatsdSampleSink, Sendable {
 
     @inline(__always)
     public mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {
-        self.metricsReceived += 1
+        self.counts.metricsReceived += 1
         self.lateLine = nil
-        if self.keyCounts != nil {
+        if self.keyCounts != nil, self.keyCounts!.count < ByteKeyTable<Int>.maximumCount || self.keyCounts!.find(key) != nil {
             self.keyCounts!.update(key, initial: 0) { $0 += 1 }
         }
     }
@@ -245,17 +239,18 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         _ key: UnsafeRawBufferPointer, in table: ByteKeyTable<Value>, type: String, checkLength: Bool = true
     ) -> Bool {
         guard !checkLength || key.count <= Self.maximumKeyBytes else {
-            self.badLinesSeen += 1
+            self.counts.badLinesSeen += 1
             self.note("Bad line: key longer than \(Self.maximumKeyBytes) bytes (\(key.count)), dropped: "
                 + "\"\(String(decoding: key.prefix(64), as: UTF8.self))...\"")
             return false
         }
-        if table.count < self.seriesBudget && table.arenaBytes < Self.maximumKeyArenaBytes { return true }
+        let keyLimit = min(self.seriesBudget, ByteKeyTable<Value>.maximumCount)
+        if table.count < keyLimit && table.arenaBytes < Self.maximumKeyArenaBytes { return true }
         if table.find(key) != nil { return true }
-        self.seriesDropped += 1
+        self.counts.seriesDropped += 1
         if !self.budgetReported {
             self.budgetReported = true
-            let full = table.count >= self.seriesBudget ? "\(table.count) \(type) keys" : "1 GiB of \(type) key bytes"
+            let full = table.count >= keyLimit ? "\(table.count) \(type) keys" : "1 GiB of \(type) key bytes"
             self.note(
                 "Series budget reached (\(full)): new \(type) keys are refused until the next flush, counted in "
                     + "series_dropped; busiest prefixes: " + Self.busiestPrefixes(table))
@@ -363,7 +358,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
 
     public mutating func pointTimestamp(_ unixSeconds: Int) {
         guard unixSeconds < self.intervalStart else { return }
-        self.latePoints += 1
+        self.counts.latePoints += 1
         guard self.latePointsKept < Self.latePointLimit else { return }
         self.latePointsKept += 1
         // Interval j before this one ended with the flush at intervalStart - j * intervalSeconds.
@@ -373,12 +368,12 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     }
 
     public mutating func dogStatsDEvent(_ line: UnsafeRawBufferPointer, isServiceCheck: Bool) {
-        if isServiceCheck { self.serviceChecksReceived += 1 } else { self.eventsReceived += 1 }
+        if isServiceCheck { self.counts.serviceChecksReceived += 1 } else { self.counts.eventsReceived += 1 }
         if self.events.count < Self.eventLimit { self.events.append(String(decoding: line, as: UTF8.self)) }
     }
 
     public mutating func badValue(line: UnsafeRawBufferPointer, fields: UnsafeRawBufferPointer) {
-        self.badLinesSeen += 1
+        self.counts.badLinesSeen += 1
         guard self.recentBadLines.count < Self.badLineLogLimit else {
             self.suppressedBadLines += 1
             return
@@ -404,7 +399,7 @@ public struct MetricStore: StatsdSampleSink, Sendable {
         if policy.deleteCounters {
             self.counters.removeAll()
         } else {
-            for index in 0..<self.counters.count { self.counters[valueAt: index] = 0 }
+            self.counters.resetValues(to: 0)
         }
         if policy.deleteTimers {
             self.timers.removeAll()
@@ -422,31 +417,26 @@ public struct MetricStore: StatsdSampleSink, Sendable {
                 return gauge.ttl < 1
             }
         }
-        self.packetsReceived = 0
-        self.metricsReceived = 0
-        self.badLinesSeen = 0
-        self.seriesDropped = 0
-        self.eventsReceived = 0
-        self.serviceChecksReceived = 0
+        self.counts = IntervalCounts()
         self.events.removeAll()
-        self.latePoints = 0
         self.budgetReported = false
         return snapshot
     }
 
-    /// A copy of the current interval's aggregates, leaving them in place (for management dumps).
+    /// A copy of the current interval's aggregates, leaving them in place (for management dumps). The keys are not
+    /// copied: the snapshot shares the tables' key arenas (segments 1 to 4). Set members are copied.
     public func peek() -> MetricSnapshot {
         var snapshot = MetricSnapshot()
-        snapshot.bytes.reserveCapacity(
-            self.counters.arena.count + self.timers.arena.count + self.gauges.arena.count + self.sets.arena.count)
-        snapshot.counters.reserveCapacity(self.counters.count)
-        for index in 0..<self.counters.count {
-            let key = self.counters.withKey(at: index) { snapshot.store($0) }
-            snapshot.counters.append(.init(key: key, value: self.counters[valueAt: index]))
-        }
+        snapshot.shared = [self.counters.arena, self.timers.arena, self.gauges.arena, self.sets.arena]
+        // The counters' keys and values are the table's own arrays (the flush then gives the table new values).
+        snapshot.counters = MetricSnapshot.CounterList(
+            keys: self.counters.entries, values: self.counters.values, segment: 1)
+        // Room for the backends' gauges the flush adds, so that adding them does not copy the array.
         snapshot.timers.reserveCapacity(self.timers.count)
+        var sampleCount = 0
+        for index in 0..<self.timers.count { sampleCount += Int(self.timers[valueAt: index].sampleCount) }
+        snapshot.timerSamples.reserveCapacity(sampleCount)
         for index in 0..<self.timers.count {
-            let key = self.timers.withKey(at: index) { snapshot.store($0) }
             let timer = self.timers[valueAt: index]
             let start = snapshot.timerSamples.count
             if timer.sampleCount > 0 {
@@ -455,34 +445,27 @@ public struct MetricStore: StatsdSampleSink, Sendable {
             }
             snapshot.timers.append(
                 .init(
-                    key: key, samples: start..<snapshot.timerSamples.count, count: timer.weightedCount,
-                    isDistribution: timer.isDistribution))
+                    key: self.timers.keyRange(at: index).inSegment(2), samples: start..<snapshot.timerSamples.count,
+                    count: timer.weightedCount, isDistribution: timer.isDistribution))
         }
-        snapshot.gauges.reserveCapacity(self.gauges.count)
+        snapshot.gauges.reserveCapacity(self.gauges.count + 64)
         for index in 0..<self.gauges.count {
-            let key = self.gauges.withKey(at: index) { snapshot.store($0) }
             let gauge = self.gauges[valueAt: index]
-            snapshot.gauges.append(.init(key: key, value: gauge.value, updated: gauge.updated))
+            snapshot.gauges.append(
+                .init(key: self.gauges.keyRange(at: index).inSegment(3), value: gauge.value, updated: gauge.updated))
         }
         snapshot.sets.reserveCapacity(self.sets.count)
         for index in 0..<self.sets.count {
-            let key = self.sets.withKey(at: index) { snapshot.store($0) }
             let members = self.sets[valueAt: index]
             let start = snapshot.setMembers.count
             for member in 0..<members.count {
                 let range = members.withKey(at: member) { snapshot.store($0) }
                 snapshot.setMembers.append(range)
             }
-            snapshot.sets.append(.init(key: key, members: start..<snapshot.setMembers.count))
+            snapshot.sets.append(.init(key: self.sets.keyRange(at: index).inSegment(4), members: start..<snapshot.setMembers.count))
         }
-        snapshot.packetsReceived = self.packetsReceived
-        snapshot.metricsReceived = self.metricsReceived
-        snapshot.badLinesSeen = self.badLinesSeen
-        snapshot.seriesDropped = self.seriesDropped
-        snapshot.eventsReceived = self.eventsReceived
-        snapshot.serviceChecksReceived = self.serviceChecksReceived
+        snapshot.counts = self.counts
         snapshot.events = self.events
-        snapshot.latePoints = self.latePoints
         return snapshot
     }
 

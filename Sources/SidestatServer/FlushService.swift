@@ -245,16 +245,22 @@ public struct FlushService: Service {
     /// statsd's own counters go first, then user counters; its `timestamp_lag` is a gauge from the second flush on.
     func addInternalMetrics(to snapshot: inout MetricSnapshot, timestampLag: Double?) {
         let names = Self.internalCounterNames(prefix: self.configuration.prefixStats)
-        var values = [Double(snapshot.badLinesSeen), Double(snapshot.packetsReceived), Double(snapshot.metricsReceived)]
-        // A client that sends `statsd.packets_received:1|c` adds to the same counter, as in statsd.
-        var user: [MetricSnapshot.CounterEntry] = []
-        user.reserveCapacity(snapshot.counters.count)
+        var values = [Double(snapshot.counts.badLinesSeen), Double(snapshot.counts.packetsReceived), Double(snapshot.counts.metricsReceived)]
+        // A client that sends `statsd.packets_received:1|c` adds to the same counter, as in statsd. The counters stay
+        // the table's arrays (statsd's own go in front): a flush of a million counters copies none of them.
         let lengths = Set(names.map { $0.utf8.count })
-        for counter in snapshot.counters {
-            if lengths.contains(Int(counter.key.length)), let index = names.firstIndex(of: snapshot.string(counter.key)) {
+        var merged = Set<Int>()
+        for (position, counter) in snapshot.counters.enumerated() where lengths.contains(Int(counter.key.length)) {
+            if let index = names.firstIndex(of: snapshot.string(counter.key)) {
                 values[index] += counter.value
-            } else {
-                user.append(counter)
+                merged.insert(position)
+            }
+        }
+        if !merged.isEmpty {
+            var position = 0
+            snapshot.counters.removeAll { _ in
+                defer { position += 1 }
+                return merged.contains(position)
             }
         }
         var own: [MetricSnapshot.CounterEntry] = []
@@ -262,15 +268,15 @@ public struct FlushService: Service {
             let key = snapshot.store(name)
             own.append(.init(key: key, value: value))
         }
-        self.state.recordSeriesDropped(snapshot.seriesDropped)
+        self.state.recordSeriesDropped(snapshot.counts.seriesDropped)
         // Each only when not 0, so that statsd's output is unchanged otherwise.
         for (name, value) in [
-            ("series_dropped", snapshot.seriesDropped), ("events_received", snapshot.eventsReceived),
-            ("service_checks_received", snapshot.serviceChecksReceived), ("late_points", snapshot.latePoints),
+            ("series_dropped", snapshot.counts.seriesDropped), ("events_received", snapshot.counts.eventsReceived),
+            ("service_checks_received", snapshot.counts.serviceChecksReceived), ("late_points", snapshot.counts.latePoints),
         ] where value > 0 {
             own.append(.init(key: snapshot.store("\(self.configuration.prefixStats).\(name)"), value: Double(value)))
         }
-        snapshot.counters = own + user
+        snapshot.counters.prepend(contentsOf: own)
         // Every upstream's delivery figures, as statsd's own gauges (unless it reports them itself):
         // `<prefixStats>.backends.<name>.flush_time` and so on.
         for backend in self.backends where backend.statusAsGauges {

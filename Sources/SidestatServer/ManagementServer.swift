@@ -253,11 +253,11 @@ public struct ManagementCommands: Sendable {
         switch kind {
         case "counters":
             let prefix = self.configuration.prefixStats
-            fields.append(Self.jsonField(prefix + ".bad_lines_seen", Self.jsonNumber(Double(snapshot.badLinesSeen))))
-            fields.append(Self.jsonField(prefix + ".packets_received", Self.jsonNumber(Double(snapshot.packetsReceived))))
-            fields.append(Self.jsonField(prefix + ".metrics_received", Self.jsonNumber(Double(snapshot.metricsReceived))))
-            if snapshot.seriesDropped > 0 {
-                fields.append(Self.jsonField(prefix + ".series_dropped", Self.jsonNumber(Double(snapshot.seriesDropped))))
+            fields.append(Self.jsonField(prefix + ".bad_lines_seen", Self.jsonNumber(Double(snapshot.counts.badLinesSeen))))
+            fields.append(Self.jsonField(prefix + ".packets_received", Self.jsonNumber(Double(snapshot.counts.packetsReceived))))
+            fields.append(Self.jsonField(prefix + ".metrics_received", Self.jsonNumber(Double(snapshot.counts.metricsReceived))))
+            if snapshot.counts.seriesDropped > 0 {
+                fields.append(Self.jsonField(prefix + ".series_dropped", Self.jsonNumber(Double(snapshot.counts.seriesDropped))))
             }
             for counter in snapshot.counters {
                 fields.append(Self.jsonField(snapshot.string(counter.key), Self.jsonNumber(counter.value)))

@@ -27,13 +27,13 @@ struct MetricStoreTests {
         self.ingest("c:3|c\ng:5|g\nt:2|ms\ns:x|s", into: aggregator)
         let first = aggregator.takeSnapshot(policy: RetentionPolicy())
         #expect(self.counters(first) == ["c": 3])
-        #expect(first.packetsReceived == 1 && first.metricsReceived == 4)
+        #expect(first.counts.packetsReceived == 1 && first.counts.metricsReceived == 4)
         let second = aggregator.takeSnapshot(policy: RetentionPolicy())
         #expect(self.counters(second) == ["c": 0])
         #expect(self.gauges(second) == ["g": 5])
         #expect(second.timers.count == 1 && second.timers[0].samples.isEmpty && second.timers[0].count == 0)
         #expect(second.sets.count == 1 && second.sets[0].members.isEmpty)
-        #expect(second.packetsReceived == 0)
+        #expect(second.counts.packetsReceived == 0)
     }
 
     @Test("gauge deltas apply to the kept value; a signed value on an unset or zero gauge sets it")
@@ -94,7 +94,7 @@ struct MetricStoreTests {
         #expect(snapshot.timers.count == 1 && Array(snapshot.timerSamples[snapshot.timers[0].samples]) == [1, 2])
         #expect(snapshot.sets.count == 1 && snapshot.sets[0].members.count == 2)
         #expect(self.gauges(snapshot) == ["g": 2])
-        #expect(snapshot.packetsReceived == 2)
+        #expect(snapshot.counts.packetsReceived == 2)
     }
 
     @Test("DogStatsD events and service checks: counted per interval across shards, the first kept as received")
@@ -107,13 +107,13 @@ struct MetricStoreTests {
         ingest("_e{6,2}:Deploy|v1\n_sc|db.up|0\nhits:1|c", shard: 0)
         ingest(String(repeating: "_sc|db.up|2\n", count: MetricStore.eventLimit + 5), shard: 1)
         let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
-        #expect(snapshot.eventsReceived == 1)
-        #expect(snapshot.serviceChecksReceived == MetricStore.eventLimit + 6)
+        #expect(snapshot.counts.eventsReceived == 1)
+        #expect(snapshot.counts.serviceChecksReceived == MetricStore.eventLimit + 6)
         #expect(snapshot.events.count == MetricStore.eventLimit + 2)
         #expect(snapshot.events.prefix(2) == ["_e{6,2}:Deploy|v1", "_sc|db.up|0"])
-        #expect(snapshot.badLinesSeen == 0)
+        #expect(snapshot.counts.badLinesSeen == 0)
         let next = aggregator.takeSnapshot(policy: RetentionPolicy())
-        #expect(next.eventsReceived == 0 && next.serviceChecksReceived == 0 && next.events.isEmpty)
+        #expect(next.counts.eventsReceived == 0 && next.counts.serviceChecksReceived == 0 && next.events.isEmpty)
     }
 
     @Test("a point stamped (|T) before the interval began is late: counted, kept apart by the interval it belongs to, folded back for backends without timestamps")
@@ -124,7 +124,7 @@ struct MetricStoreTests {
         self.ingest("on.time:1|c|T1700000005\nlate:2|c|c:abc|T1699999990\nlate:3|c|T1699999999", into: aggregator, shard: 0)
         self.ingest("older:4|ms|T1699999985\nlate.g:-2|g|T1699999995\non.time:1|c\nlate:1|c", into: aggregator, shard: 1)
         let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
-        #expect(snapshot.latePoints == 4)
+        #expect(snapshot.counts.latePoints == 4)
         #expect(self.counters(snapshot) == ["on.time": 2, "late": 1])
         #expect(snapshot.timers.isEmpty && snapshot.gauges.isEmpty)
         #expect(snapshot.late.map(\.timestamp) == [1_699_999_990, 1_700_000_000])
@@ -138,10 +138,10 @@ struct MetricStoreTests {
         #expect(self.counters(folded) == ["on.time": 2, "late": 6])
         #expect(folded.timers.map { folded.string($0.key) } == ["older"])
         #expect(folded.gauges.map(\.value) == [-2])
-        #expect(folded.late.isEmpty && folded.latePoints == 4 && folded.metricsReceived == snapshot.metricsReceived)
+        #expect(folded.late.isEmpty && folded.counts.latePoints == 4 && folded.counts.metricsReceived == snapshot.counts.metricsReceived)
 
         let next = aggregator.takeSnapshot(policy: RetentionPolicy())
-        #expect(next.latePoints == 0 && next.late.isEmpty)
+        #expect(next.counts.latePoints == 0 && next.late.isEmpty)
     }
 
     @Test("management deletes by name and by folder")
@@ -181,7 +181,7 @@ extension MetricStoreTests {
         let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
         #expect(snapshot.sets.count == 1)
         #expect(snapshot.sets.first.map { snapshot.setMembers[$0.members].map(snapshot.string) } == ["u0", "u1", "u2"])
-        #expect(snapshot.seriesDropped == 2)
+        #expect(snapshot.counts.seriesDropped == 2)
     }
 
     @Test("the series budget refuses new keys past it, counts them, names the busiest prefix; old keys keep counting")
@@ -196,7 +196,7 @@ extension MetricStoreTests {
         let first = aggregator.takeSnapshot(policy: RetentionPolicy())
         #expect(first.counters.count == 10)
         #expect(self.counters(first)["steady"] == 2)
-        #expect(first.seriesDropped == 6)  // api.users.9 ... 14
+        #expect(first.counts.seriesDropped == 6)  // api.users.9 ... 14
         #expect(first.timers.count == 1)  // each type has its own budget
         #expect(messages.count == 1, "\(messages)")
         #expect(messages.first?.contains("Series budget reached (10 counter keys)") == true, "\(messages)")
@@ -208,7 +208,7 @@ extension MetricStoreTests {
         self.ingest("api.users.14:1|c", into: aggregator)
         let later = aggregator.takeSnapshot(policy: policy)
         #expect(self.counters(later)["api.users.14"] == 1)
-        #expect(later.seriesDropped == 0)
+        #expect(later.counts.seriesDropped == 0)
     }
 
     @Test("a key longer than 1,024 bytes is a bad line, its neighbours count")
@@ -217,6 +217,6 @@ extension MetricStoreTests {
         self.ingest("a:1|c\n" + String(repeating: "k", count: 1025) + ":1|c\nb:1|c", into: aggregator)
         let snapshot = aggregator.takeSnapshot(policy: RetentionPolicy())
         #expect(self.counters(snapshot) == ["a": 1, "b": 1])
-        #expect(snapshot.badLinesSeen == 1)
+        #expect(snapshot.counts.badLinesSeen == 1)
     }
 }

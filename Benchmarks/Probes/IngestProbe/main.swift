@@ -6,6 +6,7 @@
 // A fixed amount of ingest work, for instruction counts that do not depend on a noisy machine:
 //   valgrind --tool=callgrind .build/release/IngestProbe parse|aggregate|timers 2000
 //   valgrind --tool=callgrind .build/release/IngestProbe encode 100000   (N timer keys x 1 sample, Graphite plaintext)
+//   .build/release/IngestProbe counters 1000000   (N counter keys: RSS after ingest, after the take, peak at encode)
 //   .build/release/IngestProbe remotewrite 10   (N flushes of 100k series to remote write, the first new)
 //   .build/release/IngestProbe processes 1000   (N samples of 20 process trees, `sh -c "sleep 120"` each)
 import BenchmarkSupport
@@ -15,6 +16,17 @@ import SidestatRunner
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// A line of /proc/self/status, in MiB (`VmRSS`, `VmHWM`).
+func memory(_ field: String) -> Double {
+    var bytes = [UInt8](repeating: 0, count: 8192)
+    let fd = open("/proc/self/status", O_RDONLY)
+    let count = read(fd, &bytes, bytes.count)
+    close(fd)
+    let status = String(decoding: bytes.prefix(max(0, count)), as: UTF8.self)
+    let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
+    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+}
 
 func datagrams(prefix: String, type: String) -> [[UInt8]] {
     var result: [[UInt8]] = []
@@ -60,16 +72,6 @@ case "parse":
     }
     print("lines:", lines * rounds, sink.count)
 case "remotewrite":
-    /// A line of /proc/self/status, in MiB (`VmRSS`, `VmHWM`).
-    func memory(_ field: String) -> Double {
-        var bytes = [UInt8](repeating: 0, count: 8192)
-        let fd = open("/proc/self/status", O_RDONLY)
-        let count = read(fd, &bytes, bytes.count)
-        close(fd)
-        let status = String(decoding: bytes.prefix(max(0, count)), as: UTF8.self)
-        let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
-        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-    }
     let data = remoteWriteFlush()
     print("RSS with the flush's data:", memory("VmRSS"), "MiB, peak so far", memory("VmHWM"), "MiB")
     let backend = remoteWriteBackend()
@@ -100,19 +102,27 @@ case "processes":
     let cpuAfter = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     print("samples:", rounds, "wall per sample:", wall / rounds, "CPU per sample (ms):", (cpuAfter - cpuBefore) * 1000 / Double(rounds), bytes)
     for pid in pids { stopSleeper(pid) }
-case "encode":
-    let aggregator = Aggregator(shardCount: 1)
+case "encode", "counters":
+    // N timer keys x 1 sample (encode), or N counter keys (counters): the flush's phases, with RSS between them.
+    let aggregator = Aggregator(shardCount: 1, seriesBudget: 2_000_000)
+    let clock = ContinuousClock()
+    var start = clock.now
     var key = 0
     while key < rounds {
         var datagram: [UInt8] = []
         while key < rounds, datagram.count < 1300 {
-            datagram += Array("perf.ms.k\(key):\(key % 1000)|ms\n".utf8)
+            datagram += Array((mode == "encode" ? "perf.ms.k\(key):\(key % 1000)|ms\n" : "mem.c.k\(key):1|c\n").utf8)
             key += 1
         }
         datagram.withUnsafeBytes { _ = aggregator.ingest($0, shard: 0) }
     }
-    let (points, bytes) = encodeGraphite(flushData(of: aggregator))
-    print("lines:", points, "bytes:", bytes)
+    print("ingest:", clock.now - start, "RSS", memory("VmRSS"), "MiB")
+    start = clock.now
+    let data = flushData(of: aggregator)
+    print("take and sort:", clock.now - start, "RSS", memory("VmRSS"), "MiB")
+    start = clock.now
+    let (points, bytes) = encodeGraphite(data)
+    print("encode:", clock.now - start, "lines:", points, "bytes:", bytes, "peak", memory("VmHWM"), "MiB")
 default:
     let aggregator = Aggregator(shardCount: 1)
     for _ in 0..<rounds {

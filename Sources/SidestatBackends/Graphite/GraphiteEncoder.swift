@@ -195,10 +195,10 @@ public struct GraphiteEncoder {
                 let seconds = self.data.flushInterval.inSeconds
         let legacy = self.configuration.legacyNamespace
         let counts = self.configuration.flushCounts
-        snapshot.bytes.withUnsafeBytes { keys in
+        snapshot.withKeyBytes { keys in
             while self.index < snapshot.counters.count, self.wantsMore {
                 let counter = snapshot.counters[self.index]
-                let key = UnsafeRawBufferPointer(rebasing: keys[counter.key.range])
+                let key = keys[counter.key]
                 if legacy {
                     self.line(self.constant(Constants.counterRate), key, nil, nil, counter.value / seconds)
                     if counts { self.line(self.constant(Constants.counterCount), key, nil, nil, counter.value) }
@@ -218,11 +218,11 @@ public struct GraphiteEncoder {
         let snapshot = self.data.snapshot
                 let calculator = self.calculator
         let statisticBase = Constants.statistics
-        snapshot.bytes.withUnsafeBytes { keys in
+        snapshot.withKeyBytes { keys in
             snapshot.timerSamples.withUnsafeBufferPointer { all in
                 while self.index < snapshot.timers.count, self.wantsMore {
                     let timer = snapshot.timers[self.index]
-                    let key = UnsafeRawBufferPointer(rebasing: keys[timer.key.range])
+                    let key = keys[timer.key]
                     let samples = UnsafeBufferPointer(rebasing: all[timer.samples])
                     let prefix = self.constant(Constants.timerPrefix)
                     calculator.forEachStatistic(samples: samples, count: timer.count, key: key) { statistic, value in
@@ -237,10 +237,10 @@ public struct GraphiteEncoder {
 
     private mutating func encodeGauges() {
         let snapshot = self.data.snapshot
-                snapshot.bytes.withUnsafeBytes { keys in
+                snapshot.withKeyBytes { keys in
             while self.index < snapshot.gauges.count, self.wantsMore {
                 let gauge = snapshot.gauges[self.index]
-                self.line(self.constant(Constants.gaugePrefix), UnsafeRawBufferPointer(rebasing: keys[gauge.key.range]), nil, nil, gauge.value)
+                self.line(self.constant(Constants.gaugePrefix), keys[gauge.key], nil, nil, gauge.value)
                 self.index += 1
             }
         }
@@ -249,11 +249,11 @@ public struct GraphiteEncoder {
 
     private mutating func encodeSets() {
         let snapshot = self.data.snapshot
-                snapshot.bytes.withUnsafeBytes { keys in
+                snapshot.withKeyBytes { keys in
             while self.index < snapshot.sets.count, self.wantsMore {
                 let set = snapshot.sets[self.index]
                 self.line(
-                    self.constant(Constants.setPrefix), UnsafeRawBufferPointer(rebasing: keys[set.key.range]),
+                    self.constant(Constants.setPrefix), keys[set.key],
                     self.constant(Constants.countName), nil, Double(set.members.count))
                 self.index += 1
             }

@@ -151,7 +151,7 @@ struct PrometheusSeriesTable: Sendable {
         let keys = snapshot.counters.count + snapshot.gauges.count + snapshot.sets.count + snapshot.timers.count
         if self.byHash.capacity < keys { self.byHash.reserveCapacity(keys) }
         // One pointer to the key bytes for the whole fold (a closure per key would copy the table to call into it).
-        snapshot.bytes.withUnsafeBytes { arena in
+        snapshot.withKeyBytes { arena in
             snapshot.timerSamples.withUnsafeBufferPointer { samples in
                 self.fold(snapshot, arena: arena, samples: samples, &report)
             }
@@ -168,10 +168,10 @@ struct PrometheusSeriesTable: Sendable {
     }
 
     private mutating func fold(
-        _ snapshot: MetricSnapshot, arena: UnsafeRawBufferPointer, samples: UnsafeBufferPointer<Double>,
+        _ snapshot: MetricSnapshot, arena: MetricSnapshot.KeyBytes, samples: UnsafeBufferPointer<Double>,
         _ report: inout FoldReport
     ) {
-        func key(_ range: ByteRange) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: arena[range.range]) }
+        func key(_ range: ByteRange) -> UnsafeRawBufferPointer { arena[range] }
         var places = self.places
         self.places = []
         defer { self.places = places }

@@ -71,8 +71,8 @@ public final class DashboardStore: Sendable {
             let tick = state.tick
             state.times[tick % self.slots] = data.timestamp
             state.interval = seconds
-            state.badLinesLast = snapshot.badLinesSeen
-            state.badLinesTotal += snapshot.badLinesSeen
+            state.badLinesLast = snapshot.counts.badLinesSeen
+            state.badLinesTotal += snapshot.counts.badLinesSeen
             for counter in snapshot.counters {
                 self.write(&state, snapshot.string(counter.key), .counter, [counter.value / seconds])
             }
