@@ -44,6 +44,16 @@ struct GraphiteEncoderTests {
         #expect(text.hasSuffix("stats.statsd.graphiteStats.flush_length 0 1700000000\n"))
     }
 
+    @Test("a value that is not an integer is written as JavaScript prints it, also when it repeats or alternates")
+    func repeatedFractions() {
+        let values: [Double] = [0.1, 0.1, 2.5, 0.1, -0.1, 1e21, 1e21, 0.000001, 1e-7, 3, 0.1, -0.0, 123456.789]
+        let expected = ["0.1", "0.1", "2.5", "0.1", "-0.1", "1e+21", "1e+21", "0.000001", "1e-7", "3", "0.1", "0", "123456.789"]
+        let gauges = values.enumerated().map { ("g\($0.offset)", $0.element) }
+        let text = String(decoding: self.encode(self.flush(gauges: gauges)), as: UTF8.self)
+        let lines = text.split(separator: "\n").prefix(values.count).map(String.init)
+        #expect(lines == expected.enumerated().map { "stats.gauges.g\($0.offset) \($0.element) 1700000000" })
+    }
+
     @Test("pickle: protocol-0 frames behind a 4-byte big-endian length, as statsd writes them")
     func pickle() {
         var configuration = GraphiteConfiguration()

@@ -64,6 +64,9 @@ public struct GraphiteEncoder {
     private var splitKey: UnsafeRawPointer? = nil
     private var splitKeyCount = 0
     private var splitKeyAt = 0
+    /// The last value that is not an integer, as JavaScript prints it.
+    private var number: [UInt8] = []
+    private var numberValue = Double.nan
     /// Values that were NaN or infinite and were left out (no such value ever leaves Sidestat).
     public private(set) var skippedNonFinite = 0
 
@@ -156,6 +159,7 @@ public struct GraphiteEncoder {
         self.constantBytes = UnsafeRawPointer(self.constants.storage.baseAddress!)
         self.constantTable = UnsafeBufferPointer(self.constants.table)
         self.buffer.reserveCapacity(chunkSize + 4096)
+        self.number.reserveCapacity(32)
     }
 
     /// Whether statsd's own lines end the payload (not for a group of late points: metrics only).
@@ -342,14 +346,20 @@ public struct GraphiteEncoder {
     }
 
     /// The plaintext line of `line`, assembled on the stack and appended to the chunk in one copy (the common case:
-    /// a name that needs no sanitizing, an integer value, a line of at most 1,016 bytes). False, having written nothing,
-    /// for anything else.
+    /// a name that needs no sanitizing, a line of at most 1,016 bytes). False, having written nothing, for anything
+    /// else. An integer is written in place; any other value is formatted once into `number` and reused while the
+    /// value repeats (a timer's `count_ps` is the same for every timer with one sample).
     @inline(__always)
     private mutating func plainLine(
         _ prefix: UnsafeRawBufferPointer, _ key: UnsafeRawBufferPointer?, _ name: UnsafeRawBufferPointer?,
         _ subname: UnsafeRawBufferPointer?, _ value: Double
     ) -> Bool {
-        guard value == value.rounded(.towardZero), abs(value) < 9_007_199_254_740_992 else { return false }
+        let integer = value == value.rounded(.towardZero) && abs(value) < 9_007_199_254_740_992
+        if !integer && value.bitPattern != self.numberValue.bitPattern {
+            self.number.removeAll(keepingCapacity: true)
+            JSNumber.append(value, to: &self.number)
+            self.numberValue = value
+        }
         var namePart = UnsafeRawBufferPointer(start: nil, count: 0)
         var tags = UnsafeRawBufferPointer(start: nil, count: 0)
         if let key {
@@ -373,7 +383,7 @@ public struct GraphiteEncoder {
         let subname = subname ?? empty
         let length =
             linePrefix.count + prefix.count + instanceSegment.count + namePart.count + name.count + subname.count
-            + suffix.count + tags.count + instanceTag.count + 1 + 20 + timestamp.count
+            + suffix.count + tags.count + instanceTag.count + 1 + max(20, self.number.count) + timestamp.count
         guard length <= 1016 else { return false }
         // On the stack (1 KiB at most), with 8 bytes of slack: pieces are copied a word at a time, the last word whole.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { line in
@@ -407,7 +417,11 @@ public struct GraphiteEncoder {
             copy(instanceTag)
             end.pointee = UInt8(ascii: " ")
             end += 1
-            end += JSNumber.writeInteger(Int64(value), to: end)
+            if integer {
+                end += JSNumber.writeInteger(Int64(value), to: end)
+            } else {
+                self.number.withUnsafeBytes { copy($0) }
+            }
             copy(timestamp)
             self.buffer.append(contentsOf: UnsafeBufferPointer(start: start, count: end - start))
         }
