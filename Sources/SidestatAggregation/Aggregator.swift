@@ -67,11 +67,11 @@ public final class IngestShard: Sendable {
     public func ingestUncounted(_ datagram: UnsafeRawBufferPointer, sequence: UInt64) -> Int {
         self.withState { store, parser in
             store.beginBatch(sequence: sequence)
-            let (packets, metrics, bad) = (store.counts.packetsReceived, store.counts.metricsReceived, store.counts.badLinesSeen)
+            let before = store.counts
             store.ingest(datagram, parser: parser)
-            store.counts.packetsReceived = packets
-            store.counts.metricsReceived = metrics
-            return store.counts.badLinesSeen - bad
+            store.counts.packetsReceived = before.packetsReceived
+            store.counts.metricsReceived = before.metricsReceived
+            return store.counts.badLinesSeen - before.badLinesSeen
         }
     }
 

@@ -307,7 +307,8 @@ public struct ByteKeyTable<Value> {
             self.arena.withUnsafeBytes {
                 Self.appendPadded(UnsafeRawBufferPointer(rebasing: $0[old.range]), to: &arena)
             }
-            entries.append(ByteKeyEntry(key: ByteRange(offset: offset, length: old.length), prefix0: self.entries[index].prefix0))
+            let prefix0 = self.entries[index].prefix0
+            entries.append(ByteKeyEntry(key: ByteRange(offset: offset, length: old.length), prefix0: prefix0))
             values.append(self.values[index])
         }
         if entries.isEmpty {

@@ -85,7 +85,8 @@ public struct MetricSnapshot: Sendable {
                 if table < 0 {
                     self.leading[position] = newValue
                 } else if table < self.keys.count {
-                    precondition(newValue.key == self.keys[table].key.inSegment(self.segment), "a counter's key changed")
+                    let key = self.keys[table].key.inSegment(self.segment)
+                    precondition(newValue.key == key, "a counter's key changed")
                     self.values[table] = newValue.value
                 } else {
                     self.trailing[table - self.keys.count] = newValue

@@ -20,7 +20,8 @@ public struct RetentionPolicy: Sendable, Hashable {
 /// A timer's samples for the current interval. The first sample is stored inline, so a timer that receives one
 /// sample per interval never allocates; the array keeps its capacity across intervals.
 public struct TimerAccumulator: Sendable {
-    // In this order, 32 bytes: a counted sample count (32 bits: 4 billion lines in an interval) after the Doubles.
+    // In this order the accumulator is 32 bytes: the sample count (32 bits, 4 billion lines an interval) after the
+    // Doubles.
     var first: Double = 0
     var more: [Double] = []
     var weightedCount: Double = 0
@@ -227,7 +228,9 @@ public struct MetricStore: StatsdSampleSink, Sendable {
     public mutating func lineSeen(_ line: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {
         self.counts.metricsReceived += 1
         self.lateLine = nil
-        if self.keyCounts != nil, self.keyCounts!.count < ByteKeyTable<Int>.maximumCount || self.keyCounts!.find(key) != nil {
+        if self.keyCounts != nil,
+            self.keyCounts!.count < ByteKeyTable<Int>.maximumCount || self.keyCounts!.find(key) != nil
+        {
             self.keyCounts!.update(key, initial: 0) { $0 += 1 }
         }
     }
@@ -462,7 +465,8 @@ public struct MetricStore: StatsdSampleSink, Sendable {
                 let range = members.withKey(at: member) { snapshot.store($0) }
                 snapshot.setMembers.append(range)
             }
-            snapshot.sets.append(.init(key: self.sets.keyRange(at: index).inSegment(4), members: start..<snapshot.setMembers.count))
+            let key = self.sets.keyRange(at: index).inSegment(4)
+            snapshot.sets.append(.init(key: key, members: start..<snapshot.setMembers.count))
         }
         snapshot.counts = self.counts
         snapshot.events = self.events
