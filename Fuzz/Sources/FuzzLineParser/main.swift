@@ -30,8 +30,8 @@ struct Totals: Equatable {
         for entry in snapshot.sets {
             self.sets[snapshot.string(entry.key)] = Set(snapshot.setMembers[entry.members].map(snapshot.string))
         }
-        self.metricsReceived = snapshot.metricsReceived
-        self.badLinesSeen = snapshot.badLinesSeen
+        self.metricsReceived = snapshot.counts.metricsReceived
+        self.badLinesSeen = snapshot.counts.badLinesSeen
     }
 }
 
