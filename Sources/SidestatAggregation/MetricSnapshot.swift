@@ -98,10 +98,6 @@ public struct MetricSnapshot: Sendable {
             self.trailing.append(entry)
         }
 
-        public mutating func reserveCapacity(_ count: Int) {
-            self.trailing.reserveCapacity(count - self.leading.count - self.keys.count)
-        }
-
         /// Puts `entries` before every other counter.
         public mutating func prepend(contentsOf entries: [CounterEntry]) {
             self.leading.insert(contentsOf: entries, at: 0)
